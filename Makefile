@@ -1,0 +1,34 @@
+# The two set-up commands: `make demo` and `make test`. Both install what is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint system-deps venv clean
+
+demo: system-deps venv
+	$(PY) -m asu.demo
+
+test: system-deps venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: system-deps venv
+	$(PY) -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+system-deps:
+	@sh misc/install-system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -e .
+	touch $@
+
+clean:
+	rm -rf var .pytest_cache build *.egg-info

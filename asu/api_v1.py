@@ -1,0 +1,77 @@
+"""The current API generation, ``/api/v1``: builds and health."""
+
+from __future__ import annotations
+
+import re
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request
+from rq import Worker
+
+import asu
+from asu import build_queue, metadata
+from asu.build_queue import Answer
+from asu.build_request import RequestError, parse_build_request
+from asu.errors import error_response
+
+bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+
+REQUEST_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _connection() -> redis.Redis:
+    return current_app.extensions["redis"]
+
+
+def _respond(answer: Answer) -> Response:
+    response = jsonify(answer.body)
+    response.status_code = answer.status
+    response.headers.update(answer.headers)
+    return response
+
+
+@bp.errorhandler(RequestError)
+def refused(error: RequestError):
+    return error_response(error.status, error.detail, error.headers)
+
+
+@bp.post("/build")
+def build_post():
+    """Validate, hash and queue a build, or answer from the cache."""
+    config = current_app.config["ASU"]
+    body = request.get_json(silent=True)
+    if body is None:
+        raise RequestError("the request body must be a JSON object")
+    build_request = parse_build_request(
+        body, config, request.headers.get("User-Agent", "")
+    )
+    build_request = metadata.resolve(_connection(), config, build_request)
+    job = build_queue.submit(_connection(), config, build_request)
+    return _respond(build_queue.answer(job))
+
+
+@bp.route("/build/<request_hash>", methods=["GET", "HEAD"])
+def build_get(request_hash: str):
+    """The state of a build by its hash, without validating again."""
+    if not REQUEST_HASH.fullmatch(request_hash):
+        raise RequestError(f"{request_hash[:80]!r} is not a request hash", 404)
+    job = build_queue.fetch(_connection(), request_hash)
+    if job is None:
+        raise RequestError(f"no build with request hash {request_hash}", 404)
+    return _respond(build_queue.answer(job))
+
+
+@bp.get("/health")
+def health():
+    """Redis reachable, workers seen, server version; 503 when Redis is down."""
+    try:
+        workers = Worker.count(connection=_connection())
+    except redis.RedisError as error:
+        body = {"status": 503, "redis": False, "detail": f"Redis unreachable: {error}"}
+        return body | {"version": asu.__version__}, 503
+    return {
+        "status": 200,
+        "redis": True,
+        "workers": workers,
+        "version": asu.__version__,
+    }

@@ -1,0 +1,413 @@
+"""The worker's job: turn one build request into signed images in the store.
+
+1. Get the ImageBuilder (fetched, verified and unpacked once per machine) and copy
+   it into the job's scratch directory.
+2. ``make info`` (revision, ``version_code`` check, default and device packages),
+   the package list (``diff_packages`` removals), ``make manifest`` (unknown or
+   conflicting packages, the ``packages_versions`` check), then ``make image``
+   with ``defaults`` as ``FILES``, ``ROOTFS_PARTSIZE``, the filesystem and
+   ``EXTRA_IMAGE_NAME``; every ``make`` runs in the sandbox.
+3. Hash and sign the images, move ``BIN_DIR`` to ``store/<hash>/`` by an atomic
+   rename, and return the result.
+
+Progress goes to the job's meta for pollers; a failure raises :class:`BuildError`
+whose detail says what to change, with the failing step's output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rq import get_current_job
+
+from asu import imagebuilder, sandbox, upstream
+from asu.build_request import BuildRequest
+from asu.config import Config, load_config
+from asu.ib_output import Info, parse_info, parse_manifest
+from asu.signing import server_key, sign_file
+
+#: The ``imagebuilder_status`` values older LuCI understands; nothing else is sent.
+IMAGEBUILDER_STATUSES = (
+    "init",
+    "download_imagebuilder",
+    "unpack_imagebuilder",
+    "calculate_packages_hash",
+    "building_image",
+)
+#: Finer stages, each mapped to the LuCI status shown meanwhile.
+STAGES = {
+    "init": "init",
+    "download_imagebuilder": "download_imagebuilder",
+    "unpack_imagebuilder": "unpack_imagebuilder",
+    "prepare_imagebuilder": "unpack_imagebuilder",
+    "make_info": "calculate_packages_hash",
+    "make_manifest": "calculate_packages_hash",
+    "make_image": "building_image",
+    "sign_images": "building_image",
+    "store_images": "building_image",
+}
+DEFAULTS_PATH = "etc/uci-defaults/99-asu-defaults"
+FILESYSTEM_OPTIONS = {
+    "squashfs": "CONFIG_TARGET_ROOTFS_SQUASHFS",
+    "ext4": "CONFIG_TARGET_ROOTFS_EXT4FS",
+    "ubifs": "CONFIG_TARGET_ROOTFS_UBIFS",
+    "jffs2": "CONFIG_TARGET_ROOTFS_JFFS2",
+}
+
+
+class BuildError(Exception):
+    """A build that failed; ``detail`` starts with ``Error:`` and says what to do."""
+
+    def __init__(self, detail: str, stdout: str = "", stderr: str = ""):
+        super().__init__(detail)
+        self.detail = detail
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+@dataclass
+class Job:
+    """One build in progress: its request, config, scratch space and log."""
+
+    request: BuildRequest
+    config: Config
+    scratch: Path
+    report: Callable[[str], None]
+    log: list[str]
+
+    @property
+    def builder(self) -> Path:
+        return self.scratch / "imagebuilder"
+
+    def make(self, target: str, **variables: str) -> sandbox.Result:
+        """Run ``make <target> VAR=value ...`` in the sandbox; keep a log line."""
+        command = ["make", "--no-print-directory", target]
+        command += [f"{key}={value}" for key, value in variables.items()]
+        self.log.append(" ".join(command))
+        network = bool(self.request.repositories)
+        limits = sandbox.Limits(timeout=self.config.job_timeout)
+        return sandbox.run(command, self.builder, limits, network=network)
+
+
+def build(request: dict) -> dict:
+    """The RQ job: build the image ``request`` asks for and return the result."""
+    job = get_current_job()
+    config = load_config()
+    build_request = BuildRequest.from_dict(request)
+
+    def report(stage: str) -> None:
+        if job is None:
+            return
+        job.meta["imagebuilder_status"] = STAGES[stage]
+        job.meta["stage"] = stage
+        job.meta.setdefault("started_at", time.time())
+        job.save_meta()
+
+    report("init")
+    try:
+        return _build(build_request, config, report, job)
+    except BuildError as error:
+        if job is not None:
+            job.meta.update(
+                detail=error.detail, stdout=error.stdout, stderr=error.stderr
+            )
+            job.save_meta()
+        raise
+
+
+def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
+    try:
+        source = imagebuilder.prepare(
+            config, upstream.session(), request.version, request.target, report
+        )
+    except imagebuilder.ImageBuilderError as error:
+        raise BuildError(f"Error: {error}") from None
+    jobs_dir = config.cache_path / "jobs"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=jobs_dir, prefix=request.hash[:16]) as tmp:
+        job = Job(request, config, Path(tmp), report, log=[])
+        report("prepare_imagebuilder")
+        imagebuilder.copy_for_job(source, job.builder)
+        return _run_pipeline(job, rq_job)
+
+
+def _run_pipeline(job: Job, rq_job) -> dict:
+    request = job.request
+    _write_files(job)
+    _choose_filesystem(job)
+    sandbox.prepare_workdir(job.scratch)
+
+    job.report("make_info")
+    info = _make_info(job)
+    packages = _package_list(request, info)
+
+    job.report("make_manifest")
+    manifest = _make_manifest(job, packages)
+
+    job.report("make_image")
+    bin_dir = job.scratch / "bin"
+    variables = {
+        "PROFILE": request.profile,
+        "PACKAGES": " ".join(packages),
+        "BIN_DIR": str(bin_dir),
+        "EXTRA_IMAGE_NAME": _packages_hash(manifest)[:12],
+    }
+    if request.defaults:
+        variables["FILES"] = str(job.scratch / "files")
+    if request.rootfs_size_mb:
+        variables["ROOTFS_PARTSIZE"] = str(request.rootfs_size_mb)
+    result = job.make("image", **variables)
+    _check_image(result)
+    _drop_non_regular(bin_dir)
+
+    job.report("sign_images")
+    profiles = _read_profiles(bin_dir, request, result)
+    images = _hash_and_sign(bin_dir, profiles, job.config)
+
+    job.report("store_images")
+    _store(bin_dir, job.config.store_path / request.hash)
+    return _result(request, profiles, images, manifest, result, job, info, rq_job)
+
+
+def _write_files(job: Job) -> None:
+    if job.request.defaults:
+        path = job.scratch / "files" / DEFAULTS_PATH
+        path.parent.mkdir(parents=True)
+        path.write_text(job.request.defaults)
+
+
+def _choose_filesystem(job: Job) -> None:
+    """Keep only the requested filesystem enabled in the ImageBuilder's .config."""
+    wanted = job.request.filesystem
+    if not wanted:
+        return
+    config_path = job.builder / ".config"
+    lines = config_path.read_text().splitlines()
+    kept = [
+        line
+        for line in lines
+        if not any(option in line for option in FILESYSTEM_OPTIONS.values())
+    ]
+    for filesystem, option in FILESYSTEM_OPTIONS.items():
+        kept.append(f"{option}=y" if filesystem == wanted else f"# {option} is not set")
+    config_path.write_text("\n".join(kept) + "\n")
+
+
+def _make_info(job: Job) -> Info:
+    result = job.make("info")
+    if result.returncode != 0:
+        raise BuildError(
+            "Error: the ImageBuilder failed to describe itself (make info)",
+            result.stdout,
+            result.stderr,
+        )
+    info = parse_info(result.stdout)
+    expected = job.request.version_code
+    if expected and info.revision != expected:
+        raise BuildError(
+            f"Error: the ImageBuilder is at revision {info.revision}, not the "
+            f"requested {expected}; request {info.revision} or no version_code",
+            result.stdout,
+            result.stderr,
+        )
+    if job.request.profile not in info.profiles:
+        raise BuildError(
+            f"Error: profile {job.request.profile} is not known to the "
+            f"ImageBuilder of {job.request.version} {job.request.target}",
+            result.stdout,
+            result.stderr,
+        )
+    return info
+
+
+def _package_list(request: BuildRequest, info: Info) -> list[str]:
+    """What to pass as ``PACKAGES``: the request, plus removals for ``diff_packages``.
+
+    With ``diff_packages`` the request is the complete set: every default and device
+    package it does not name is removed with ``-name``.
+    """
+    packages = list(request.packages)
+    if request.diff_packages:
+        wanted = {name for name in packages if not name.startswith("-")}
+        preset = [*info.default_packages, *info.profiles.get(request.profile, [])]
+        removals = [f"-{name}" for name in dict.fromkeys(preset) if name not in wanted]
+        packages = removals + packages
+    return packages
+
+
+_OPKG_UNKNOWN = re.compile(r"Cannot install package (\S+?)\.?$", re.MULTILINE)
+_APK_UNKNOWN = re.compile(r"^\s+(\S+) \(no such package\):", re.MULTILINE)
+_CONFLICT = re.compile(r"conflict", re.IGNORECASE)
+
+
+def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
+    request = job.request
+    result = job.make("manifest", PROFILE=request.profile, PACKAGES=" ".join(packages))
+    if result.returncode != 0:
+        raise BuildError(_manifest_error(result.stderr + result.stdout), *_out(result))
+    manifest = parse_manifest(result.stdout)
+    mismatches = [
+        f"{name} {manifest.get(name, 'not installed')} instead of {version}"
+        for name, version in sorted(request.packages_versions.items())
+        if manifest.get(name) != version
+    ]
+    if mismatches:
+        raise BuildError(
+            "Error: packages_versions cannot be met, the ImageBuilder has "
+            + "; ".join(mismatches)
+            + ". Request the versions it has or drop packages_versions",
+            *_out(result),
+        )
+    return manifest
+
+
+def _manifest_error(output: str) -> str:
+    """Name the packages at fault and what to change."""
+    unknown = sorted(set(_OPKG_UNKNOWN.findall(output) + _APK_UNKNOWN.findall(output)))
+    if _CONFLICT.search(output):
+        named = f" ({', '.join(unknown)})" if unknown else ""
+        return (
+            f"Error: the requested packages conflict{named}; remove one of the "
+            "conflicting packages (see stderr) from the request"
+        )
+    if unknown:
+        return (
+            f"Error: unknown package(s): {', '.join(unknown)}; remove them or check "
+            "their names for this version and target"
+        )
+    return "Error: the ImageBuilder could not resolve the packages (see stderr)"
+
+
+def _out(result: sandbox.Result) -> tuple[str, str]:
+    return result.stdout, result.stderr
+
+
+def _check_image(result: sandbox.Result) -> None:
+    if result.timed_out:
+        raise BuildError(
+            "Error: the build took too long and was stopped", *_out(result)
+        )
+    if result.returncode == 0:
+        return
+    if "is too big" in result.stderr + result.stdout:
+        raise BuildError(
+            "Error: the image is too big for the device: remove packages or, "
+            "where the target allows it, raise rootfs_size_mb",
+            *_out(result),
+        )
+    raise BuildError("Error: make image failed (see stderr)", *_out(result))
+
+
+def _drop_non_regular(directory: Path) -> None:
+    """Delete what the sandbox left that is not a plain file or directory.
+
+    A symlink in ``BIN_DIR`` could otherwise make the worker read, sign and publish
+    a file the sandbox itself could not see.
+    """
+    for root, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            path = Path(root, name)
+            mode = path.lstat().st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                path.unlink()
+                if name in dirs:
+                    dirs.remove(name)
+
+
+def _read_profiles(bin_dir: Path, request: BuildRequest, result) -> dict:
+    try:
+        profiles = json.loads((bin_dir / "profiles.json").read_text())
+        profile = profiles["profiles"][request.profile]
+    except (OSError, ValueError, KeyError):
+        raise BuildError(
+            "Error: the ImageBuilder wrote no profiles.json for the profile",
+            *_out(result),
+        ) from None
+    if not profile.get("images"):
+        raise BuildError("Error: no firmware image was created", *_out(result))
+    return profiles
+
+
+def _hash_and_sign(bin_dir: Path, profiles: dict, config: Config) -> list[dict]:
+    """Each image with the sha256 and size of the exact bytes served, signed."""
+    key = server_key(config)
+    (profile,) = profiles["profiles"].values()
+    images = []
+    for image in profile["images"]:
+        path = bin_dir / image["name"]
+        if path.name != image["name"] or not path.is_file():
+            raise BuildError(
+                f"Error: the ImageBuilder listed a missing image {path.name}"
+            )
+        data = path.read_bytes()
+        sign_file(path, key)
+        images.append(
+            image | {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        )
+    sums = bin_dir / "sha256sums"
+    if sums.is_file():
+        sign_file(sums, key)
+    return images
+
+
+def _store(bin_dir: Path, dest: Path) -> None:
+    """Move the finished ``BIN_DIR`` into the store in one rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    shutil.copytree(bin_dir, staged, dirs_exist_ok=True)
+    os.chmod(staged, 0o755)
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old."))
+        os.replace(dest, old / "previous")
+        os.replace(staged, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, dest)
+
+
+def _packages_hash(manifest: dict[str, str]) -> str:
+    text = " ".join(sorted(manifest))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _result(request, profiles, images, manifest, result, job, info, rq_job) -> dict:
+    ((profile_id, profile),) = profiles["profiles"].items()
+    top = {key: value for key, value in profiles.items() if key != "profiles"}
+    enqueued = rq_job.enqueued_at if rq_job is not None else None
+    return (
+        top
+        | profile
+        | {
+            "id": profile_id,
+            "request_hash": request.hash,
+            "bin_dir": request.hash,
+            "images": images,
+            "manifest": manifest,
+            "build_at": _iso(datetime.now(UTC)),
+            "enqueued_at": _iso(enqueued) if enqueued else "",
+            "build_cmd": job.log,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "request": request.as_dict(),
+            "version_code": profiles.get("version_code", info.revision),
+            "detail": "done",
+            "status": 200,
+        }
+    )
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,149 @@
+"""The build queue: one RQ job per request hash, and what to answer about it.
+
+The job id is the request hash and jobs are enqueued with RQ's atomic ``unique``
+check, so identical requests arriving at once share one job. A finished job keeps
+its result for ``build_ttl`` (``build_defaults_ttl`` when the request carries a
+``defaults`` script), a failed one for ``build_failure_ttl``; within that time the
+same request is answered from Redis without touching the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from asu.build import build
+from asu.build_request import BuildRequest, RequestError
+from asu.config import Config
+
+#: The one queue every API generation enqueues builds on.
+QUEUE_NAME = "builds"
+#: Seconds clients are told to wait when the queue is full.
+QUEUE_FULL_RETRY_AFTER = 60
+#: Extra seconds RQ allows beyond the build's own timeout, for download and signing.
+JOB_TIMEOUT_MARGIN = 300
+
+_WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+@dataclass
+class Answer:
+    """What to tell a client about a build: HTTP status, JSON body, headers."""
+
+    status: int
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def get_queue(connection: Redis) -> Queue:
+    """The build queue on ``connection``."""
+    return Queue(QUEUE_NAME, connection=connection)
+
+
+def fetch(connection: Redis, request_hash: str) -> Job | None:
+    """The job of ``request_hash``, or None when there is none (or it expired)."""
+    try:
+        return Job.fetch(request_hash, connection=connection)
+    except NoSuchJobError:
+        return None
+
+
+def _result_ttl(config: Config, request: BuildRequest) -> int:
+    if request.defaults and not request.packages_versions:
+        return config.build_defaults_ttl
+    return config.build_ttl
+
+
+def _reusable(job: Job) -> bool:
+    """Whether a client asking again should get this job's answer.
+
+    Failures the build reported itself (its ``detail``) are kept; a job that was
+    interrupted, stopped or cancelled is not: the request builds again.
+    """
+    status = job.get_status(refresh=False)
+    if status == JobStatus.FAILED:
+        return "detail" in job.meta
+    return status not in (JobStatus.STOPPED, JobStatus.CANCELED, None)
+
+
+def submit(connection: Redis, config: Config, request: BuildRequest) -> Job:
+    """The job building ``request``: the existing one, or a new one enqueued."""
+    job = fetch(connection, request.hash)
+    if job is not None and _reusable(job):
+        return job
+    if job is not None:
+        job.delete()
+    queue = get_queue(connection)
+    if queue.count >= config.max_pending_jobs:
+        raise RequestError(
+            "the build queue is full, retry later",
+            status=503,
+            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
+        )
+    try:
+        return queue.enqueue_call(
+            build,
+            args=(request.as_dict(),),
+            job_id=request.hash,
+            unique=True,
+            timeout=config.job_timeout + JOB_TIMEOUT_MARGIN,
+            result_ttl=_result_ttl(config, request),
+            failure_ttl=config.build_failure_ttl,
+            description=f"{request.version} {request.target} {request.profile}",
+        )
+    except DuplicateJobError:
+        return fetch(connection, request.hash) or submit(connection, config, request)
+
+
+def answer(job: Job) -> Answer:
+    """The status, body and headers a client gets for ``job`` now."""
+    status = job.get_status()
+    base = {"request_hash": job.id}
+    if status == JobStatus.FINISHED:
+        result = job.return_value()
+        if isinstance(result, dict):
+            return Answer(200, result | {"status": 200, "detail": "done"})
+        return _failed(job, base)
+    if status == JobStatus.FAILED:
+        return _failed(job, base)
+    if status in _WAITING or status is None:
+        position = job.get_position()
+        position = 0 if position is None else position
+        return Answer(
+            202,
+            base | {"status": 202, "detail": "queued", "queue_position": position},
+            {"X-Queue-Position": str(position)},
+        )
+    stage = job.meta.get("imagebuilder_status", "init")
+    return Answer(
+        202,
+        base
+        | {
+            "status": 202,
+            "detail": "started",
+            "imagebuilder_status": stage,
+            "stage": job.meta.get("stage", stage),
+        },
+        {"X-Imagebuilder-Status": stage},
+    )
+
+
+def _failed(job: Job, base: dict) -> Answer:
+    meta = job.meta
+    detail = meta.get("detail") or (
+        "Error: the build was interrupted before it finished; request it again"
+    )
+    return Answer(
+        500,
+        base
+        | {
+            "status": 500,
+            "detail": detail,
+            "stdout": meta.get("stdout", ""),
+            "stderr": meta.get("stderr", ""),
+        },
+    )

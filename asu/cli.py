@@ -1,0 +1,26 @@
+"""Commands an operator runs: ``flask --app asu <command>``."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from rq import Worker
+
+from asu.build_queue import get_queue
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's own).")
+@with_appcontext
+def worker_command(burst: bool, name: str | None) -> None:
+    """Run one RQ worker that builds images."""
+    connection = current_app.extensions["redis"]
+    worker = Worker([get_queue(connection)], connection=connection, name=name)
+    worker.work(burst=burst, logging_level="INFO")
+
+
+def register(app) -> None:
+    """Add the commands to the app's ``flask`` CLI."""
+    app.cli.add_command(worker_command)

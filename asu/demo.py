@@ -1,0 +1,192 @@
+"""``make demo``: the whole service on this machine against the offline upstream.
+
+Starts, in order: the offline upstream's HTTP server, a private ``redis-server``
+(unless ``ASU_REDIS_URL`` is set), one RQ worker and the web server; prints the URL
+and a ready ``curl`` request; runs until SIGINT or SIGTERM, then stops every process
+it started. Logs go to ``var/demo/logs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from asu.local_services import (
+    free_port,
+    http_ok,
+    spawn,
+    start_redis,
+    stop,
+    wait_until,
+)
+from asu.offline.tree import generate, signing_key
+
+VAR = Path("var")
+DEMO = VAR / "demo"
+LOGS = DEMO / "logs"
+UPSTREAM_TREE = VAR / "offline-upstream"
+
+EXAMPLE_REQUEST = {
+    "version": "23.05.4",
+    "target": "ath79/generic",
+    "profile": "tplink,archer-c7-v5",
+    "packages": ["luci", "htop"],
+    "defaults": "uci set system.@system[0].hostname='demo'\nuci commit system\n",
+    "client": "demo/1",
+}
+
+
+class Demo:
+    """The processes of one demo run, stopped in reverse order of start."""
+
+    def __init__(self) -> None:
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = threading.Event()
+
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None):
+        proc = spawn(args, log_path=LOGS / f"{name}.log", env=env)
+        self.processes.append((name, proc))
+        return proc
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.processes):
+            print(f"stopping {name} (pid {proc.pid})", flush=True)
+            stop(proc)
+        self.processes.clear()
+
+
+def _environment(upstream_url: str, redis_url: str) -> dict[str, str]:
+    """The configuration every child process gets; the user's ASU_* values win."""
+    defaults = {
+        "ASU_REDIS_URL": redis_url,
+        "ASU_UPSTREAM_URL": upstream_url,
+        "ASU_UPSTREAM_KEYS": signing_key().public_key.to_text().splitlines()[-1],
+        "ASU_PUBLIC_PATH": str((DEMO / "public").resolve()),
+        "ASU_CACHE_PATH": str((DEMO / "cache").resolve()),
+    }
+    return defaults | dict(os.environ) | {"ASU_REDIS_URL": redis_url}
+
+
+def run() -> int:
+    """Bring the demo up, wait for a signal, bring it down."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    demo = Demo()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: demo.stopping.set())
+    try:
+        _bring_up(demo)
+        demo.stopping.wait()
+    finally:
+        demo.stop_all()
+    print("demo stopped", flush=True)
+    return 0
+
+
+def _bring_up(demo: Demo) -> None:
+    if not (UPSTREAM_TREE / ".versions.json").exists():
+        print(f"generating the offline upstream in {UPSTREAM_TREE} ...", flush=True)
+        generate(UPSTREAM_TREE)
+
+    python = sys.executable
+    upstream_port = free_port()
+    upstream_url = f"http://127.0.0.1:{upstream_port}"
+    serve = [python, "-m", "asu.offline", "serve", str(UPSTREAM_TREE)]
+    upstream = demo.start("upstream", [*serve, "--port", str(upstream_port)])
+    wait_until(lambda: http_ok(f"{upstream_url}/.versions.json"), "upstream", upstream)
+    print(f"offline upstream: {upstream_url}", flush=True)
+
+    redis_url = os.environ.get("ASU_REDIS_URL", "")
+    if not redis_url:
+        redis_proc, redis_url = start_redis(DEMO / "redis")
+        demo.processes.append(("redis-server", redis_proc))
+    print(f"redis: {redis_url}", flush=True)
+
+    env = _environment(upstream_url, redis_url)
+    demo.start("worker", [python, "-m", "flask", "--app", "asu", "worker"], env)
+    port = int(os.environ.get("ASU_PORT", "8000"))
+    url = f"http://127.0.0.1:{port}"
+    web = demo.start(
+        "web",
+        [
+            python,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "asu:create_app()",
+        ],
+        env,
+    )
+    wait_until(lambda: _workers_seen(url) > 0, f"web server on {url}", web)
+    _print_welcome(url)
+    _show_one_build(url, demo.stopping)
+
+
+def _workers_seen(url: str) -> int:
+    if not http_ok(f"{url}/api/v1/health"):
+        return 0
+    with urllib.request.urlopen(f"{url}/api/v1/health", timeout=2) as response:
+        return json.load(response)["workers"]
+
+
+def _print_welcome(url: str) -> None:
+    with urllib.request.urlopen(f"{url}/api/v1/health", timeout=2) as response:
+        health = json.load(response)
+    body = json.dumps(EXAMPLE_REQUEST)
+    print(
+        f"\nasu is up at {url}\n"
+        f"health: {json.dumps(health)}\n\n"
+        f"request a build:\n"
+        f"  curl -s -H 'Content-Type: application/json' -d '{body}' "
+        f"{url}/api/v1/build\n\n"
+        f"logs in {LOGS}/; stop with Ctrl-C\n",
+        flush=True,
+    )
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "asu-demo/1"}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def _show_one_build(url: str, stopping: threading.Event) -> None:
+    """Request the example build and poll it until it is done, as a client does."""
+    print("building the example request end to end ...", flush=True)
+    status, body = _post(f"{url}/api/v1/build", EXAMPLE_REQUEST)
+    while status == 202 and not stopping.is_set():
+        stage = body.get("stage") or body.get("detail")
+        print(f"  {status} {stage} (queue position {body.get('queue_position', '-')})")
+        stopping.wait(1)
+        with urllib.request.urlopen(
+            f"{url}/api/v1/build/{body['request_hash']}", timeout=30
+        ) as response:
+            status, body = response.status, json.load(response)
+    if status != 200:
+        print(f"  build answered {status}: {body.get('detail')}", flush=True)
+        return
+    print(f"  200 done: {body['id']} {body['version_number']} {body['version_code']}")
+    for image in body["images"]:
+        print(f"  {url}/store/{body['bin_dir']}/{image['name']}")
+        print(f"      sha256 {image['sha256']}, {image['size']} bytes")
+    print(f"  {len(body['manifest'])} packages in the image\n", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

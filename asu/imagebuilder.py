@@ -1,0 +1,196 @@
+"""Fetch, verify, unpack and cache the ImageBuilder of one version and target.
+
+1. ``sha256sums`` and ``sha256sums.sig`` of the target are fetched and the
+   signature is checked against the configured upstream keys.
+2. The ImageBuilder archive named in ``sha256sums`` is downloaded through SHA-256
+   and compared with it.
+3. It is unpacked with a safe extract (nothing outside the target directory, no
+   links pointing out, no device files) into a temporary directory that is renamed
+   into the cache at once.
+
+One file lock per version and target makes concurrent jobs on one machine wait for
+a single download; the unpacked tree is reused until upstream's ``sha256sums``
+names another archive.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from asu import upstream, usign
+from asu.config import Config
+
+ARCHIVE = re.compile(
+    r"^(?P<sha256>[0-9a-f]{64}) \*(?P<name>openwrt-imagebuilder-[\w.-]+"
+    r"\.Linux-x86_64\.tar\.(?P<kind>xz|zst))$",
+    re.ASCII,
+)
+CHUNK = 1 << 20
+
+
+class ImageBuilderError(RuntimeError):
+    """The ImageBuilder could not be had; the message says what to check."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """The ImageBuilder archive ``sha256sums`` names for one target."""
+
+    name: str
+    sha256: str
+    kind: str  # "xz" or "zst"
+
+
+Progress = Callable[[str], None]
+
+
+def find_archive(sha256sums: str) -> Archive:
+    """The ImageBuilder line of a target's ``sha256sums``."""
+    for line in sha256sums.splitlines():
+        match = ARCHIVE.match(line.strip())
+        if match:
+            return Archive(match["name"], match["sha256"], match["kind"])
+    raise ImageBuilderError("upstream's sha256sums lists no ImageBuilder")
+
+
+def fetch_sha256sums(
+    config: Config, http: requests.Session, version: str, target: str
+) -> str:
+    """The target's ``sha256sums``, its usign signature checked."""
+    base = upstream.url(config, upstream.target_path(version, target))
+    try:
+        sums = upstream.get(http, f"{base}/sha256sums").content
+        signature = upstream.get(http, f"{base}/sha256sums.sig").text
+    except upstream.UpstreamError as error:
+        raise ImageBuilderError(f"cannot fetch the checksums: {error}") from None
+    try:
+        usign.verify(sums, signature, config.upstream_keys)
+    except usign.UsignError as error:
+        raise ImageBuilderError(
+            f"sha256sums of {version} {target} failed the signature check: {error}"
+        ) from None
+    return sums.decode("utf-8", "replace")
+
+
+def cache_dir(config: Config, version: str, target: str) -> Path:
+    """Where the ImageBuilders of one version and target are unpacked."""
+    return config.cache_path / "imagebuilders" / version / target.replace("/", "-")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare(
+    config: Config,
+    http: requests.Session,
+    version: str,
+    target: str,
+    progress: Progress = lambda stage: None,
+) -> Path:
+    """The unpacked ImageBuilder for ``version``/``target``, fetched when needed."""
+    archive = find_archive(fetch_sha256sums(config, http, version, target))
+    base = cache_dir(config, version, target)
+    unpacked = base / archive.sha256[:16]
+    if (unpacked / "Makefile").is_file():
+        unpacked.touch()  # marks it used, for the cleanup of unused ones
+        return unpacked
+    with _locked(base.with_name(base.name + ".lock")):
+        if (unpacked / "Makefile").is_file():
+            return unpacked
+        progress("download_imagebuilder")
+        address = upstream.url(
+            config, f"{upstream.target_path(version, target)}/{archive.name}"
+        )
+        with tempfile.TemporaryDirectory(dir=base.parent, prefix=".ib-") as scratch:
+            download = Path(scratch) / archive.name
+            _download(http, address, download, archive.sha256)
+            progress("unpack_imagebuilder")
+            top = _unpack(download, archive.kind, Path(scratch) / "tree")
+            base.mkdir(parents=True, exist_ok=True)
+            top.rename(unpacked)
+    return unpacked
+
+
+def _download(http: requests.Session, address: str, dest: Path, sha256: str) -> None:
+    digest = hashlib.sha256()
+    try:
+        with (
+            upstream.get(http, address, stream=True) as response,
+            open(dest, "wb") as out,
+        ):
+            for chunk in response.iter_content(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+    except (upstream.UpstreamError, requests.RequestException) as error:
+        raise ImageBuilderError(f"ImageBuilder download failed: {error}") from None
+    if digest.hexdigest() != sha256:
+        raise ImageBuilderError(
+            f"the ImageBuilder {dest.name} does not match upstream's sha256sums "
+            f"(got {digest.hexdigest()}, expected {sha256}): download corrupted"
+        )
+
+
+def _unpack(archive: Path, kind: str, dest: Path) -> Path:
+    """Extract safely into ``dest``; return the archive's single top directory."""
+    dest.mkdir()
+    try:
+        if kind == "xz":
+            with tarfile.open(archive, "r:xz") as tar:
+                _extract(tar, dest)
+        else:
+            _extract_zst(archive, dest)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ImageBuilderError(f"unusable ImageBuilder archive: {error}") from None
+    tops = list(dest.iterdir())
+    if len(tops) != 1 or not (tops[0] / "Makefile").is_file():
+        raise ImageBuilderError("the ImageBuilder archive has no single top directory")
+    return tops[0]
+
+
+def _extract_zst(archive: Path, dest: Path) -> None:
+    with subprocess.Popen(
+        ["zstd", "-d", "-c", "-q", str(archive)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            _extract(tar, dest)
+        stderr = proc.stderr.read().decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise ImageBuilderError(f"zstd could not decompress the archive: {stderr}")
+
+
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Refuse members that would land or point outside ``dest`` or are devices."""
+    for member in tar:
+        try:
+            member = tarfile.data_filter(member, str(dest))
+        except tarfile.FilterError as error:
+            raise ImageBuilderError(f"unsafe ImageBuilder archive: {error}") from None
+        tar.extract(member, dest, filter="fully_trusted")
+
+
+def copy_for_job(source: Path, dest: Path) -> Path:
+    """A private copy of an unpacked ImageBuilder that one build may change."""
+    shutil.copytree(source, dest, symlinks=True)
+    return dest

@@ -1,0 +1,1199 @@
+#!/usr/bin/env python3
+"""The offline upstream's ImageBuilder, behind the same make targets as OpenWrt's.
+
+The Makefile runs ``ib.py <target>``; paths arrive in the environment (TOPDIR,
+BUILD_DIR, KERNEL_BUILD_DIR, BIN_DIR, DL_DIR), as do the variables given to make
+(PROFILE, PACKAGES, FILES, EXTRA_IMAGE_NAME, ROOTFS_PARTSIZE, STRIP_ABI, PACKAGE).
+
+What the ImageBuilder knows of its release and target is in include/ib-info.json;
+what a user may change (filesystems, rootfs partition size) is read from .config.
+Packages come from the feeds in repositories.conf (opkg) or repositories (apk):
+``file:`` paths relative to TOPDIR or http(s) URLs. Signatures are not checked.
+
+Python 3 standard library only: this runs with the system python3 of a build
+sandbox, apart from the project that generated it. It needs mksquashfs, and
+mke2fs plus debugfs (e2fsprogs) when ext4 images are enabled.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: opkg's exit status for a failed install (make reports "Error 255"), apk's is 1
+RESOLVE_EXIT = {"opkg": 255, "apk": 1}
+#: what the ImageBuilder adds to the target's default packages itself
+PACKAGE_MANAGER = {"opkg": "opkg", "apk": "apk-mbedtls"}
+#: .config symbol of each root filesystem this ImageBuilder can build
+FILESYSTEM_SYMBOLS = {"squashfs": "SQUASHFS", "ext4": "EXT4FS"}
+DISK_TYPES = ("combined", "combined-efi", "sdcard", "emmc")
+#: images that carry fwtool metadata, so their sha256 differs from sha256_unsigned
+METADATA_TYPES = ("sysupgrade", "combined", "combined-efi")
+FWIMAGE_MAGIC = 0x46577830  # "FWx0", fwtool's trailer magic
+FWIMAGE_INFO = 1
+MIB = 1024 * 1024
+SECTOR = 512
+#: 1 KiB blocks: at SIZE_SCALE, 4 KiB per small file would not fit a partition
+EXT4_BLOCK = 1024
+
+
+class Failure(Exception):
+    """Ends the run: ``lines`` go to ``stream``, the process exits with ``code``."""
+
+    def __init__(self, lines: list[str], code: int = 1, stream=None) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+        self.code = code
+        self.stream = stream
+
+
+# -- context ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """The ImageBuilder directory, its knowledge and the make variables of this run."""
+
+    topdir: Path
+    info: dict
+    config: dict[str, str]
+
+    @property
+    def package_format(self) -> str:
+        return self.info["package_format"]
+
+    def path(self, variable: str) -> Path:
+        """A directory the Makefile exported, relative ones taken from TOPDIR."""
+        return self.topdir / os.environ[variable]
+
+    @property
+    def kdir_tmp(self) -> Path:
+        """Where images are assembled; the server removes it between builds."""
+        return self.path("KERNEL_BUILD_DIR") / "tmp"
+
+    def profile(self, profile_id: str) -> dict | None:
+        return next((p for p in self.info["profiles"] if p["id"] == profile_id), None)
+
+    def default_packages(self) -> list[str]:
+        """The target's defaults plus the package manager the ImageBuilder adds."""
+        defaults = list(self.info["default_packages"])
+        manager = PACKAGE_MANAGER[self.package_format]
+        return defaults if manager in defaults else [*defaults, manager]
+
+    def filesystem_enabled(self, filesystem: str) -> bool:
+        symbol = FILESYSTEM_SYMBOLS.get(filesystem)
+        return bool(symbol) and self.config.get(f"CONFIG_TARGET_ROOTFS_{symbol}") == "y"
+
+    def rootfs_limit(self) -> int:
+        """The rootfs partition in (scaled) bytes, 0 when the target has none."""
+        if "CONFIG_TARGET_ROOTFS_PARTSIZE" not in self.config:
+            return 0
+        megabytes = (
+            variable("ROOTFS_PARTSIZE") or self.config["CONFIG_TARGET_ROOTFS_PARTSIZE"]
+        )
+        if not megabytes.isdigit():
+            raise Failure(
+                [f"ROOTFS_PARTSIZE must be a number of MB, not {megabytes!r}"]
+            )
+        return int(megabytes) * MIB // self.info["size_scale"]
+
+    def kernel_partition(self) -> int:
+        megabytes = int(self.config.get("CONFIG_TARGET_KERNEL_PARTSIZE", "16"))
+        return megabytes * MIB // self.info["size_scale"]
+
+
+def variable(name: str) -> str:
+    """A make variable of this run ("" when unset)."""
+    return os.environ.get(name, "").strip()
+
+
+def load_context() -> Context:
+    topdir = Path(os.environ.get("TOPDIR") or Path(__file__).resolve().parent.parent)
+    info = json.loads((topdir / "include" / "ib-info.json").read_text())
+    return Context(topdir=topdir, info=info, config=read_config(topdir / ".config"))
+
+
+def read_config(path: Path) -> dict[str, str]:
+    """``.config`` as ``{symbol: value}``; ``# X is not set`` gives ``"n"``."""
+    config: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            config[line[2:].split()[0]] = "n"
+        elif line.startswith("CONFIG_") and "=" in line:
+            symbol, value = line.split("=", 1)
+            config[symbol] = value.strip('"')
+    return config
+
+
+# -- package indexes ----------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """One package a feed offers."""
+
+    name: str
+    version: str
+    arch: str = "all"
+    depends: list[list[str]] = field(default_factory=list)  # alternatives per entry
+    provides: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    abi_version: str = ""
+    installed_size: int = 0
+    description: str = ""
+    location: str = ""  # URL or path of the package file
+    sha256: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def names(self) -> set[str]:
+        return {self.name, *self.provides}
+
+
+class Index:
+    """Every package of the configured feeds; the first feed to offer a name wins."""
+
+    def __init__(self, candidates: list[Candidate]) -> None:
+        self.by_name: dict[str, Candidate] = {}
+        self.providers: dict[str, list[Candidate]] = {}
+        for candidate in candidates:
+            if candidate.name in self.by_name:
+                continue
+            self.by_name[candidate.name] = candidate
+            for name in candidate.provides:
+                self.providers.setdefault(name, []).append(candidate)
+
+    def offers(self, name: str) -> bool:
+        return name in self.by_name or name in self.providers
+
+
+def load_index(ctx: Context) -> Index:
+    loader = load_opkg_feed if ctx.package_format == "opkg" else load_apk_feed
+    candidates = []
+    for feed in repositories(ctx):
+        candidates += loader(ctx, feed)
+    return Index(candidates)
+
+
+def repositories(ctx: Context) -> list[str]:
+    """The feed URLs: ``src[/gz] name url`` lines of repositories.conf, or the
+    lines of repositories (apk), in their order."""
+    if ctx.package_format == "opkg":
+        lines = (ctx.topdir / "repositories.conf").read_text().splitlines()
+        return [
+            line.split()[2]
+            for line in lines
+            if line.split()[:1] in (["src"], ["src/gz"]) and len(line.split()) >= 3
+        ]
+    lines = (ctx.topdir / "repositories").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and line[0] != "#"]
+
+
+def fetch(ctx: Context, url: str) -> bytes:
+    """The bytes at an http(s) URL, a ``file:`` URL or a path relative to TOPDIR."""
+    if url.startswith(("http://", "https://")):
+        with urllib.request.urlopen(url, timeout=120) as response:
+            return response.read()
+    path = url.removeprefix("file:")
+    if path.startswith("//"):
+        path = path[2:]
+    return (ctx.topdir / path).read_bytes()
+
+
+def fetch_index(ctx: Context, url: str) -> bytes | None:
+    """An index, or None with a warning when the feed does not have it."""
+    if url.startswith(("http://", "https://")):
+        print(f"Downloading {url}", file=sys.stderr)
+    try:
+        return fetch(ctx, url)
+    except OSError as error:
+        print(f"WARNING: cannot read {url}: {error}", file=sys.stderr)
+        return None
+
+
+def load_opkg_feed(ctx: Context, url: str) -> list[Candidate]:
+    """A feed's ``Packages`` (gzip'd for remote feeds) as candidates."""
+    remote = url.startswith(("http://", "https://"))
+    data = fetch_index(ctx, f"{url}/Packages.gz" if remote else f"{url}/Packages")
+    if data is None:
+        return []
+    text = (gzip.decompress(data) if remote else data).decode()
+    accepted = {"all", "noarch", ctx.info["arch"]}
+    candidates = [opkg_candidate(fields, url) for fields in control_paragraphs(text)]
+    return [c for c in candidates if c.arch in accepted]
+
+
+def control_paragraphs(text: str) -> list[dict[str, str]]:
+    """Debian-control paragraphs as dicts; continuation lines join their field."""
+    paragraphs = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        key = ""
+        for line in block.splitlines():
+            if line.startswith((" ", "\t")) and key:
+                fields[key] += "\n" + line[1:]
+            elif ":" in line:
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        if "Package" in fields:
+            paragraphs.append(fields)
+    return paragraphs
+
+
+def split_list(value: str) -> list[str]:
+    """``a (>= 1), b`` -> ``["a", "b"]``: names without version constraints."""
+    return [item.split("(")[0].strip() for item in value.split(",") if item.strip()]
+
+
+def opkg_candidate(fields: dict[str, str], url: str) -> Candidate:
+    depends = [
+        [alt.split("(")[0].strip() for alt in entry.split("|")]
+        for entry in fields.get("Depends", "").split(",")
+        if entry.strip()
+    ]
+    return Candidate(
+        name=fields["Package"],
+        version=fields.get("Version", ""),
+        arch=fields.get("Architecture", "all"),
+        depends=depends,
+        provides=split_list(fields.get("Provides", "")),
+        conflicts=split_list(fields.get("Conflicts", "")),
+        abi_version=fields.get("ABIVersion", ""),
+        installed_size=int(fields.get("Installed-Size", "0") or 0),
+        description=fields.get("Description", ""),
+        location=f"{url}/{fields.get('Filename', '')}",
+        sha256=fields.get("SHA256sum", ""),
+    )
+
+
+def load_apk_feed(ctx: Context, url: str) -> list[Candidate]:
+    """The stand-in ``packages.adb`` (JSON, see packages.py) as candidates."""
+    data = fetch_index(ctx, url)
+    if data is None:
+        return []
+    base = url.rsplit("/", 1)[0] if "/" in url else "."
+    return [apk_candidate(entry, base) for entry in json.loads(data)["packages"]]
+
+
+def apk_candidate(entry: dict, base: str) -> Candidate:
+    return Candidate(
+        name=entry["name"],
+        version=entry["version"],
+        arch=entry.get("arch", "all"),
+        depends=[[a.strip() for a in dep.split("|")] for dep in entry["depends"]],
+        provides=list(entry["provides"]),
+        conflicts=list(entry["conflicts"]),
+        abi_version=entry.get("abi_version", ""),
+        installed_size=entry.get("installed_size", 0),
+        description=entry.get("description", ""),
+        location=f"{base}/{entry['file']}",
+        sha256=entry.get("sha256", ""),
+    )
+
+
+# -- dependency resolution ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Missing:
+    name: str
+    required_by: Candidate | None  # None: asked for directly
+    request: str
+
+
+@dataclass(frozen=True)
+class Conflict:
+    package: Candidate
+    installed: Candidate
+    request: str
+
+
+class Resolver:
+    """Chooses the packages to install, the way opkg and apk would.
+
+    Requests are installed in name order, each with its dependencies depth first.
+    A name no package has is satisfied by a package providing it: one already
+    chosen, else one asked for, else the first by name. Of alternatives
+    (``a | b``), one already satisfied wins, else the first a feed offers.
+    """
+
+    def __init__(self, index: Index, requests: list[str]) -> None:
+        self.index = index
+        self.requests = requests
+        self.chosen: dict[str, Candidate] = {}
+        self.problems: list[Missing | Conflict] = []
+        self._request = ""
+
+    def run(self) -> dict[str, Candidate]:
+        for name in sorted(set(self.requests)):
+            self._request = name
+            self._add(name, None)
+        return self.chosen
+
+    def _add(self, name: str, parent: Candidate | None) -> None:
+        package = self._select(name)
+        if package is None:
+            self.problems.append(Missing(name, parent, self._request))
+            return
+        if package.name in self.chosen:
+            return
+        clash = self._clash(package)
+        if clash:
+            self.problems.append(Conflict(package, clash, self._request))
+            return
+        self.chosen[package.name] = package
+        for alternatives in package.depends:
+            self._add(self._pick(alternatives), package)
+
+    def _satisfier(self, name: str) -> Candidate | None:
+        return next((c for c in self.chosen.values() if name in c.names()), None)
+
+    def _select(self, name: str) -> Candidate | None:
+        chosen = self._satisfier(name)
+        if chosen or name in self.index.by_name:
+            return chosen or self.index.by_name[name]
+        providers = self.index.providers.get(name, [])
+        asked = [p for p in providers if p.name in self.requests]
+        ordered = asked or sorted(providers, key=lambda p: p.name)
+        return ordered[0] if ordered else None
+
+    def _pick(self, alternatives: list[str]) -> str:
+        for name in alternatives:
+            if self._satisfier(name):
+                return name
+        return next((n for n in alternatives if self.index.offers(n)), alternatives[0])
+
+    def _clash(self, package: Candidate) -> Candidate | None:
+        for other in self.chosen.values():
+            if set(package.conflicts) & other.names():
+                return other
+            if set(other.conflicts) & package.names():
+                return other
+        return None
+
+
+def requested_packages(ctx: Context, profile: dict | None, index: Index) -> list[str]:
+    """Defaults, device packages and PACKAGES; ``-name`` drops a name from all of
+    them. Like the real ImageBuilder, adds ``kernel`` (when a feed has it)."""
+    user = variable("PACKAGES").split()
+    removed = {name[1:] for name in user if name.startswith("-")}
+    device = profile["device_packages"] if profile else []
+    wanted = ctx.default_packages() + list(device) + user
+    if index.offers("kernel"):
+        wanted.append("kernel")
+    return [n for n in dict.fromkeys(wanted) if n not in removed and n[:1] != "-"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What was asked for by name, and the packages that gives, sorted by name."""
+
+    requests: list[str]
+    packages: list[Candidate]
+
+
+def resolve(ctx: Context, profile: dict | None) -> Selection:
+    """Resolve the requested packages; unresolvable requests end the run."""
+    index = load_index(ctx)
+    requests = requested_packages(ctx, profile, index)
+    resolver = Resolver(index, requests)
+    chosen = resolver.run()
+    if resolver.problems:
+        render = opkg_errors if ctx.package_format == "opkg" else apk_errors
+        raise Failure(render(resolver.problems), RESOLVE_EXIT[ctx.package_format])
+    return Selection(requests, sorted(chosen.values(), key=lambda c: c.name))
+
+
+def opkg_errors(problems: list[Missing | Conflict]) -> list[str]:
+    lines = ["Collected errors:"]
+    for problem in problems:
+        if isinstance(problem, Conflict):
+            lines += [
+                " * check_conflicts_for: The following packages conflict with "
+                f"{problem.package.name}:",
+                f" * check_conflicts_for: \t{problem.installed.name} * ",
+            ]
+        elif problem.required_by:
+            parent = problem.required_by.name
+            lines += [
+                " * pkg_hash_check_unresolved: cannot find dependency "
+                f"{problem.name} for {parent}",
+                " * pkg_hash_fetch_best_installation_candidate: Packages for "
+                f"{parent} found, but incompatible with the architectures configured",
+            ]
+        lines.append(f" * opkg_install_cmd: Cannot install package {problem.request}.")
+    return lines
+
+
+def apk_errors(problems: list[Missing | Conflict]) -> list[str]:
+    lines = ["ERROR: unable to select packages:"]
+    required_by: dict[str, list[str]] = {}
+    for problem in problems:
+        if isinstance(problem, Conflict):
+            lines += [
+                f"  {problem.package.label}:",
+                f"    conflicts: {problem.installed.label}",
+            ]
+        else:
+            who = problem.required_by.label if problem.required_by else "world"
+            required_by.setdefault(problem.name, []).append(f"{who}[{problem.name}]")
+    for name, requirers in required_by.items():
+        lines += [
+            f"  {name} (no such package):",
+            f"    required by: {' '.join(requirers)}",
+        ]
+    return lines
+
+
+# -- make help, info, manifest, package_(what)depends, clean --------------------------
+
+
+def cmd_help(ctx: Context) -> None:
+    print(
+        """\
+Available Commands:
+	help:	This help text
+	info:	Show a list of available target profiles
+	clean:	Remove images and temporary build files
+	image:	Build an image (see below for more information).
+	manifest:	List the packages an image would contain
+	package_depends:	Show the dependencies of PACKAGE
+	package_whatdepends:	Show the packages that depend on PACKAGE
+	val.<VARIABLE>:	Print the value of a make variable
+
+Building images:
+	make image PROFILE="<profile>" # override the default target profile
+	make image PACKAGES="<pkg1> [<pkg2> [<pkg3> ...]]" # include extra packages
+	make image FILES="<path>" # include extra files from <path>
+	make image BIN_DIR="<path>" # alternative output directory for the images
+	make image EXTRA_IMAGE_NAME="<string>" # add this to the output image filename
+	make image ROOTFS_PARTSIZE="<size>" # rootfs partition size in MB (x86 and alike)
+	make image DISABLED_SERVICES="<svc1> [<svc2> ...]" # accepted, nothing to disable
+
+Print manifest:
+	make manifest PROFILE="<profile>" PACKAGES="<pkg1> [<pkg2> ...]" STRIP_ABI=1"""
+    )
+
+
+def title(profile: dict) -> str:
+    """The profile's display name: vendor, model and variant of its first title."""
+    first = profile["titles"][0] if profile["titles"] else {}
+    if "title" in first:
+        return first["title"]
+    parts = (first.get(key, "") for key in ("vendor", "model", "variant"))
+    return " ".join(part for part in parts if part) or profile["id"]
+
+
+def has_image_metadata(profile: dict) -> bool:
+    return any(image["type"].startswith("sysupgrade") for image in profile["images"])
+
+
+def cmd_info(ctx: Context) -> None:
+    info = ctx.info
+    lines = [
+        f'Current Target: "{info["target"]}"',
+        f'Current Architecture: "{info["arch"]}"',
+        f'Current Revision: "{info["version_code"]}"',
+        f"Default Packages: {' '.join(ctx.default_packages())}",
+        "Available Profiles:",
+        "",
+    ]
+    for profile in info["profiles"]:
+        lines += [
+            f"{profile['id']}:",
+            f"    {title(profile)}",
+            f"    Packages: {' '.join(profile['device_packages'])}",
+            f"    hasImageMetadata: {int(has_image_metadata(profile))}",
+        ]
+        if profile["supported_devices"]:
+            lines.append(
+                f"    SupportedDevices: {' '.join(profile['supported_devices'])}"
+            )
+    print("\n".join(lines))
+
+
+def selected_profile(ctx: Context, required: bool) -> dict | None:
+    """The PROFILE's data; an unknown one ends the run as _check_profile does."""
+    profile_id = variable("PROFILE")
+    if not profile_id and not required:
+        return None
+    profile = ctx.profile(profile_id)
+    if profile is None:
+        raise Failure(
+            [
+                f'Profile "{profile_id}" does not exist!',
+                'Use "make info" to get a list of available profile names.',
+            ],
+            stream=sys.stdout,
+        )
+    return profile
+
+
+def manifest_lines(
+    packages: list[Candidate], separator: str, strip_abi: bool = False
+) -> list[str]:
+    """``name<separator>version`` lines sorted by name."""
+    entries = []
+    for package in packages:
+        name = package.name
+        if strip_abi and package.abi_version:
+            name = name.removesuffix(package.abi_version)
+        entries.append(f"{name}{separator}{package.version}")
+    return sorted(entries)
+
+
+def cmd_manifest(ctx: Context) -> None:
+    """``opkg list-installed`` (``--strip-abi`` with STRIP_ABI) or
+    ``apk list --manifest`` of the packages an image would get."""
+    selection = resolve(ctx, selected_profile(ctx, required=False))
+    if ctx.package_format == "opkg":
+        lines = manifest_lines(selection.packages, " - ", bool(variable("STRIP_ABI")))
+    else:
+        lines = manifest_lines(selection.packages, " ")
+    print("\n".join(lines))
+
+
+def named_package(index: Index) -> Candidate:
+    name = variable("PACKAGE")
+    if name not in index.by_name:
+        raise Failure([f"Unknown package '{name}'"])
+    return index.by_name[name]
+
+
+def cmd_package_depends(ctx: Context) -> None:
+    package = named_package(load_index(ctx))
+    names = [" | ".join(alternatives) for alternatives in package.depends]
+    if ctx.package_format == "opkg":
+        print("\n".join([f"{package.name} depends on:", *(f"\t{n}" for n in names)]))
+    else:
+        print("\n".join([f"{package.label} depends on:", *names, ""]))
+
+
+def cmd_package_whatdepends(ctx: Context) -> None:
+    index = load_index(ctx)
+    package = named_package(index)
+    users = [
+        other
+        for other in index.by_name.values()
+        if any(package.names() & set(alts) for alts in other.depends)
+    ]
+    if ctx.package_format == "opkg":
+        lines = ["Root set:", f"  {package.name}", "What depends on root set"]
+        lines += [f"\t{u.name} {u.version}\tdepends on {package.name}" for u in users]
+    else:
+        lines = [f"{package.label} is required by:", *(u.label for u in users), ""]
+    print("\n".join(lines))
+
+
+def cmd_clean(ctx: Context) -> None:
+    """Remove what builds leave behind, as ``make clean`` does upstream."""
+    for directory in (ctx.path("DL_DIR"), ctx.path("BIN_DIR"), ctx.kdir_tmp):
+        shutil.rmtree(directory, ignore_errors=True)
+    for root in ctx.path("BUILD_DIR").glob("root-*"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- make image: the root filesystem -------------------------------------------------
+
+
+def package_file(ctx: Context, package: Candidate) -> bytes:
+    """The package file's bytes, downloaded into DL_DIR once, checksum verified."""
+    remote = package.location.startswith(("http://", "https://"))
+    cached = ctx.path("DL_DIR") / package.location.rsplit("/", 1)[-1]
+    if remote and cached.is_file():
+        data = cached.read_bytes()
+        if not package.sha256 or sha256(data) == package.sha256:
+            return data
+    data = fetch(ctx, package.location)
+    if package.sha256 and sha256(data) != package.sha256:
+        raise Failure([f"Checksum mismatch of {package.location}"])
+    if remote:
+        write_atomically(cached, data)
+    return data
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Regular files, directories and symlinks that stay inside the root."""
+    members = []
+    for member in tar.getmembers():
+        name = member.name.removeprefix("./")
+        parts = Path(name).parts
+        if not name or name.startswith("/") or ".." in parts:
+            continue
+        if member.isfile() or member.isdir() or member.issym():
+            member.name = name
+            members.append(member)
+    return members
+
+
+def extract(data: bytes, root: Path, skip_dot_files: bool) -> list[str]:
+    """Unpack a gzip'd tar into ``root``; the paths of the files it installed."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = [
+            m
+            for m in safe_members(tar)
+            if not (skip_dot_files and m.name.startswith("."))
+        ]
+        extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+        tar.extractall(root, members=members, **extra)
+    return [m.name for m in members if not m.isdir()]
+
+
+def ipk_part(data: bytes, member: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        names = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+        return tar.extractfile(names[member]).read()
+
+
+def install_opkg(ctx: Context, root: Path, selection: Selection) -> None:
+    """Unpack each ``.ipk`` and record it as opkg does in usr/lib/opkg."""
+    info_dir = root / "usr/lib/opkg/info"
+    info_dir.mkdir(parents=True, exist_ok=True)
+    status = []
+    for package in selection.packages:
+        print(f"Installing {package.name} ({package.version}) to root...")
+        data = package_file(ctx, package)
+        installed = extract(ipk_part(data, "data.tar.gz"), root, skip_dot_files=False)
+        control = control_file(ipk_part(data, "control.tar.gz"))
+        (info_dir / f"{package.name}.control").write_text(control)
+        (info_dir / f"{package.name}.list").write_text(
+            "".join(f"/{path}\n" for path in installed)
+        )
+        how = "user" if package.name in selection.requests else "ok"
+        status.append(opkg_status_entry(ctx, package, control, how))
+    (root / "usr/lib/opkg/status").write_text("".join(status))
+
+
+def control_file(control_tar_gz: bytes) -> str:
+    with tarfile.open(fileobj=io.BytesIO(control_tar_gz), mode="r:gz") as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("control"))
+        return tar.extractfile(member).read().decode()
+
+
+def opkg_status_entry(ctx: Context, package: Candidate, control: str, how: str) -> str:
+    fields = control_paragraphs(control)[0]
+    keep = ("Package", "Version", "Depends", "Conflicts", "Provides")
+    lines = [f"{key}: {fields[key]}" for key in keep if fields.get(key)]
+    lines += [
+        f"Status: install {how} installed",
+        f"Architecture: {package.arch}",
+        f"Installed-Time: {ctx.info['source_date_epoch']}",
+    ]
+    return "\n".join(lines) + "\n\n"
+
+
+def install_apk(ctx: Context, root: Path, selection: Selection) -> None:
+    """Unpack each ``.apk`` and record it in lib/apk/db/installed and etc/apk/world."""
+    packages = selection.packages
+    database = []
+    for number, package in enumerate(packages, start=1):
+        print(
+            f"({number}/{len(packages)}) Installing {package.name} ({package.version})"
+        )
+        installed = extract(package_file(ctx, package), root, skip_dot_files=True)
+        database.append(apk_database_entry(package, installed))
+    (root / "lib/apk/db").mkdir(parents=True, exist_ok=True)
+    (root / "lib/apk/db/installed").write_text("".join(database))
+    (root / "etc/apk").mkdir(parents=True, exist_ok=True)
+    world = sorted(set(selection.requests) & {p.name for p in packages})
+    (root / "etc/apk/world").write_text("".join(f"{name}\n" for name in world))
+
+
+def apk_database_entry(package: Candidate, installed: list[str]) -> str:
+    lines = [
+        f"P:{package.name}",
+        f"V:{package.version}",
+        f"A:{package.arch}",
+        f"I:{package.installed_size}",
+        f"T:{package.description}",
+    ]
+    if package.depends:
+        lines.append("D:" + " ".join("|".join(alts) for alts in package.depends))
+    if package.provides:
+        lines.append("p:" + " ".join(package.provides))
+    directories: dict[str, list[str]] = {}
+    for path in sorted(installed):
+        directory, _, name = path.rpartition("/")
+        directories.setdefault(directory, []).append(name)
+    for directory, names in directories.items():
+        lines += [f"F:{directory}", *(f"R:{name}" for name in names)]
+    return "\n".join(lines) + "\n\n"
+
+
+def write_release_files(ctx: Context, root: Path) -> None:
+    """``etc/openwrt_release`` and ``etc/openwrt_version`` with this build's values."""
+    info = ctx.info
+    version = info["version"]
+    revision = info["version_code"]
+    release = {
+        "DISTRIB_ID": "OpenWrt",
+        "DISTRIB_RELEASE": version,
+        "DISTRIB_REVISION": revision,
+        "DISTRIB_TARGET": info["target"],
+        "DISTRIB_ARCH": info["arch"],
+        "DISTRIB_DESCRIPTION": f"OpenWrt {version} {revision}",
+        "DISTRIB_TAINTS": "",
+    }
+    (root / "etc").mkdir(exist_ok=True)
+    text = "".join(f"{key}='{value}'\n" for key, value in release.items())
+    (root / "etc/openwrt_release").write_text(text)
+    (root / "etc/openwrt_version").write_text(revision + "\n")
+
+
+def overlay_files(root: Path) -> None:
+    """Copy what the FILES directory holds over the root, keeping modes and
+    symlinks (the directory itself is not copied: the root keeps its mode)."""
+    files = variable("FILES")
+    if not files:
+        return
+    source = Path(files)
+    if not source.is_dir():
+        raise Failure([f"FILES directory {files} does not exist"])
+    for entry in sorted(source.iterdir()):
+        target = root / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            target.unlink(missing_ok=True)
+            shutil.copy2(entry, target, follow_symlinks=False)
+
+
+def build_root(ctx: Context, root: Path, selection: Selection) -> None:
+    print("Installing packages...")
+    installer = install_opkg if ctx.package_format == "opkg" else install_apk
+    installer(ctx, root, selection)
+    print("Finalizing root filesystem...")
+    write_release_files(ctx, root)
+    overlay_files(root)
+
+
+# -- make image: filesystems ---------------------------------------------------------
+
+
+def run_tool(command: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise Failure([f"{command[0]} failed with exit status {result.returncode}"])
+
+
+def make_squashfs(ctx: Context, root: Path, output: Path) -> None:
+    epoch = str(ctx.info["source_date_epoch"])
+    run_tool(
+        ["mksquashfs", str(root), str(output), "-comp", "xz", "-b", "262144"]
+        + ["-noappend", "-all-root", "-no-xattrs", "-quiet", "-no-progress"]
+        + ["-mkfs-time", epoch, "-all-time", epoch]
+    )
+
+
+def tree_entries(root: Path) -> list[Path]:
+    return sorted(root.rglob("*"))
+
+
+def ext4_needed(root: Path) -> int:
+    """A size in bytes that holds ``root`` as ext4 (with 256-byte inodes)."""
+    entries = tree_entries(root)
+    data_blocks = sum(
+        -(-entry.lstat().st_size // EXT4_BLOCK) or 1
+        for entry in entries
+        if not entry.is_symlink() and entry.is_file()
+    )
+    directories = sum(
+        1 for entry in entries if entry.is_dir() and not entry.is_symlink()
+    )
+    inode_blocks = -(-(len(entries) + 64) * 256 // EXT4_BLOCK)
+    blocks = data_blocks + directories + inode_blocks + 64
+    return blocks * EXT4_BLOCK * 5 // 4
+
+
+def make_ext4(ctx: Context, root: Path, output: Path, size: int) -> None:
+    """An ext4 image of ``size`` bytes, made reproducible.
+
+    mke2fs copies owners and inode times from the source tree, so every inode's
+    times and owner are set afterwards with debugfs.
+    """
+    epoch = str(ctx.info["source_date_epoch"])
+    seed = ctx.info["version_code"] + variable("PROFILE")
+    uuid = str_uuid(hashlib.sha256(seed.encode()).digest()[:16])
+    output.unlink(missing_ok=True)
+    with output.open("wb") as image:
+        image.truncate(size)
+    env = {**os.environ, "E2FSPROGS_FAKE_TIME": epoch, "MKE2FS_CONFIG": os.devnull}
+    run_tool(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-m", "0"]
+        + ["-L", "rootfs", "-b", str(EXT4_BLOCK), "-I", "256"]
+        + ["-N", str(len(tree_entries(root)) + 64), "-U", uuid]
+        + ["-E", f"hash_seed={uuid},root_owner=0:0", "-d", str(root), str(output)],
+        env=env,
+    )
+    commands = output.with_name(output.name + ".debugfs")
+    commands.write_text(debugfs_commands(root, epoch))
+    run_tool(["debugfs", "-w", "-f", str(commands), str(output)], env=env)
+    commands.unlink()
+
+
+def str_uuid(raw: bytes) -> str:
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:32]}"
+
+
+def debugfs_commands(root: Path, epoch: str) -> str:
+    paths = ["/"] + [f"/{entry.relative_to(root)}" for entry in tree_entries(root)]
+    lines = []
+    for path in paths:
+        quoted = '"' + path.replace('"', '\\"') + '"'
+        lines += [
+            f"sif {quoted} {field} @{epoch}" for field in ("atime", "mtime", "ctime")
+        ]
+        lines += [f"sif {quoted} uid 0", f"sif {quoted} gid 0"]
+    return "\n".join(lines) + "\n"
+
+
+# -- make image: images ---------------------------------------------------------------
+
+
+@dataclass
+class Image:
+    """One image of the profile, with the bytes before and after fwtool metadata."""
+
+    type: str
+    filesystem: str
+    name: str
+    unsigned: bytes
+    data: bytes
+    #: False for what the build writes but profiles.json does not list (x86 kernel)
+    listed: bool = True
+
+
+def image_kind(image_type: str) -> str:
+    if image_type.startswith("kernel"):
+        return "kernel"
+    if image_type == "rootfs":
+        return "rootfs"
+    if image_type in DISK_TYPES:
+        return "disk"
+    return "firmware"
+
+
+def image_suffix(ctx: Context, image_type: str) -> str:
+    kind = image_kind(image_type)
+    if kind == "disk" or (kind == "rootfs" and ctx.rootfs_limit()):
+        return ".img.gz"
+    return ".bin"
+
+
+def align(data: bytes, boundary: int) -> bytes:
+    return data + b"\0" * (-len(data) % boundary)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def firmware(ctx: Context, image_type: str, kernel: bytes, rootfs: bytes) -> bytes:
+    """Kernel, padded to a (scaled) 64 KiB erase block, then the root filesystem;
+    a factory image starts with a vendor-style header."""
+    body = align(kernel, max(1, 65536 // ctx.info["size_scale"])) + rootfs
+    if image_type.startswith("factory"):
+        header = f"OpenWrt stand-in factory image {variable('PROFILE')}\n".encode()
+        return align(header, SECTOR) + body
+    return body
+
+
+def disk(ctx: Context, image_type: str, kernel: bytes, rootfs: bytes) -> bytes:
+    """A gzip'd disk: MBR, a boot partition holding the kernel, the rootfs partition."""
+    boot_start = 2 * SECTOR
+    boot_size = len(align(kernel, SECTOR))
+    boot_size = max(boot_size, ctx.kernel_partition())
+    root_start = boot_start + boot_size
+    root_size = ctx.rootfs_limit() or len(align(rootfs, SECTOR))
+    boot_type = 0xEF if image_type == "combined-efi" else 0x83
+    partitions = [(boot_type, boot_start, boot_size), (0x83, root_start, root_size)]
+    signature = zlib.crc32((ctx.info["version_code"] + variable("PROFILE")).encode())
+    table = master_boot_record(signature, partitions)
+    image = bytearray(root_start + root_size)
+    image[: len(table)] = table
+    image[boot_start : boot_start + len(kernel)] = kernel
+    image[root_start : root_start + len(rootfs)] = rootfs
+    return gzip_bytes(bytes(image))
+
+
+def master_boot_record(signature: int, partitions: list[tuple[int, int, int]]) -> bytes:
+    """An MBR with the given (type, start byte, size byte) partitions, first active."""
+    record = bytearray(SECTOR)
+    struct.pack_into("<I", record, 440, signature)
+    for number, (kind, start, size) in enumerate(partitions):
+        flag = 0x80 if number == 0 else 0
+        entry = struct.pack(
+            "<B3sB3sII", flag, b"\xfe\xff\xff", kind, b"\xfe\xff\xff",
+            start // SECTOR, size // SECTOR,
+        )  # fmt: skip
+        record[446 + 16 * number : 462 + 16 * number] = entry
+    record[510:512] = b"\x55\xaa"
+    return bytes(record)
+
+
+def append_metadata(ctx: Context, profile: dict, data: bytes) -> bytes:
+    """fwtool's metadata: the JSON sysupgrade checks, then a 16-byte trailer."""
+    info = ctx.info
+    metadata = {
+        "metadata_version": "1.1",
+        "compat_version": "1.0",
+        "supported_devices": list(profile["supported_devices"]),
+        "version": {
+            "dist": "OpenWrt",
+            "version": info["version"],
+            "revision": info["version_code"],
+            "target": info["target"],
+            "board": profile["id"],
+        },
+    }
+    blob = json.dumps(metadata).encode()
+    size = len(blob) + 16
+    trailer = struct.pack(
+        ">IIB3xI", FWIMAGE_MAGIC, zlib.crc32(data + blob), FWIMAGE_INFO, size
+    )
+    return data + blob + trailer
+
+
+def too_big(path: Path, size: int, limit: int) -> None:
+    print(f"WARNING: Image file {path} is too big: {size} > {limit}", file=sys.stderr)
+
+
+def build_image(
+    ctx: Context, profile: dict, spec: dict, prefix: str, kernel: bytes, rootfs: bytes
+) -> Image | None:
+    """One image of the profile, or None (with a warning) when it does not fit."""
+    image_type, filesystem = spec["type"], spec["filesystem"]
+    name = f"{prefix}-{filesystem}-{image_type}{image_suffix(ctx, image_type)}"
+    kind = image_kind(image_type)
+    partition = ctx.rootfs_limit()
+    if kind in ("disk", "rootfs") and partition and len(rootfs) > partition:
+        too_big(ctx.kdir_tmp / name, len(rootfs), partition)
+        return None
+    if kind == "kernel":
+        unsigned = kernel
+    elif kind == "rootfs":
+        unsigned = gzip_bytes(rootfs) if partition else rootfs
+    elif kind == "disk":
+        unsigned = disk(ctx, image_type, kernel, rootfs)
+    else:
+        unsigned = firmware(ctx, image_type, kernel, rootfs)
+        limit = profile["image_size"]
+        if limit and len(unsigned) > limit:
+            too_big(ctx.kdir_tmp / name, len(unsigned), limit)
+            return None
+    signed = image_type.startswith(METADATA_TYPES)
+    data = append_metadata(ctx, profile, unsigned) if signed else unsigned
+    return Image(image_type, filesystem, name, unsigned, data)
+
+
+def root_filesystem(
+    ctx: Context, filesystem: str, root: Path, prefix: str
+) -> bytes | None:
+    """The ``filesystem`` image of ``root``, or None when it cannot hold it."""
+    output = ctx.kdir_tmp / f"{prefix}-{filesystem}-root"
+    if filesystem == "squashfs":
+        make_squashfs(ctx, root, output)
+        return output.read_bytes()
+    needed = ext4_needed(root)
+    size = ctx.rootfs_limit() or needed
+    if needed > size:
+        too_big(output, needed, size)
+        return None
+    make_ext4(ctx, root, output, size)
+    return output.read_bytes()
+
+
+def buildable(ctx: Context, profile: dict) -> list[dict]:
+    """The profile's images this ImageBuilder makes: those of enabled filesystems.
+
+    Like the real one, it does not make initramfs images.
+    """
+    return [i for i in profile["images"] if ctx.filesystem_enabled(i["filesystem"])]
+
+
+def build_images(ctx: Context, profile: dict, root: Path, prefix: str) -> list[Image]:
+    """Every buildable image of the profile that fits; disk targets (those with a
+    rootfs partition) also get the plain ``-kernel.bin``, as x86 does."""
+    print("Building images...")
+    specs = buildable(ctx, profile)
+    kernel_path = ctx.path("KERNEL_BUILD_DIR") / ctx.info["kernel_image"]
+    kernel = kernel_path.read_bytes()
+    images = []
+    for filesystem in dict.fromkeys(spec["filesystem"] for spec in specs):
+        rootfs = root_filesystem(ctx, filesystem, root, prefix)
+        if rootfs is None:
+            continue
+        for spec in (s for s in specs if s["filesystem"] == filesystem):
+            images.append(build_image(ctx, profile, spec, prefix, kernel, rootfs))
+    built = [image for image in images if image]
+    if ctx.rootfs_limit():
+        name = f"{prefix}-kernel.bin"
+        return [*built, Image("kernel", "", name, kernel, kernel, listed=False)]
+    return built
+
+
+def check_images(profile: dict, specs: list[dict], images: list[Image]) -> None:
+    """Fail when the sysupgrade (or, on disk targets, combined) image is missing."""
+    primary = ("sysupgrade", "combined", "combined-efi")
+    wanted = [s for s in specs if s["type"].startswith(primary)]
+    made = [i for i in images if i.listed and i.type.startswith(primary)]
+    if (wanted and not made) or not any(image.listed for image in images):
+        raise Failure([f"ERROR: no image could be built for profile {profile['id']}"])
+
+
+# -- make image: outputs --------------------------------------------------------------
+
+
+def image_prefix(ctx: Context, profile: dict) -> str:
+    extra = variable("EXTRA_IMAGE_NAME")
+    parts = [ctx.info["dist_prefix"], extra, ctx.info["target"].replace("/", "-")]
+    return "-".join(part for part in parts if part) + f"-{profile['id']}"
+
+
+def profiles_json(
+    ctx: Context, profile: dict, prefix: str, images: list[Image]
+) -> dict:
+    """``profiles.json`` as the build writes it into BIN_DIR: this one profile."""
+    info = ctx.info
+    document = {
+        "arch_packages": info["arch"],
+        "default_packages": sorted(ctx.default_packages()),
+        "metadata_version": 1,
+        "profiles": {
+            profile["id"]: {
+                "device_packages": list(profile["device_packages"]),
+                "image_prefix": prefix,
+                "images": [image_entry(image) for image in images if image.listed],
+                "supported_devices": list(profile["supported_devices"]),
+                "titles": list(profile["titles"]),
+            }
+        },
+        "source_date_epoch": info["source_date_epoch"],
+        "target": info["target"],
+        "version_code": info["version_code"],
+        "version_number": info["version"],
+    }
+    if info.get("linux_kernel"):
+        document["linux_kernel"] = info["linux_kernel"]
+    return document
+
+
+def image_entry(image: Image) -> dict:
+    return {
+        "filesystem": image.filesystem,
+        "name": image.name,
+        "sha256": sha256(image.data),
+        "sha256_unsigned": sha256(image.unsigned),
+        "type": image.type,
+    }
+
+
+def write_outputs(
+    ctx: Context, profile: dict, prefix: str, images: list[Image], manifest: list[str]
+) -> None:
+    """Images, ``.manifest``, ``profiles.json`` and ``sha256sums`` into BIN_DIR."""
+    bin_dir = ctx.path("BIN_DIR")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        (ctx.kdir_tmp / image.name).write_bytes(image.data)
+        shutil.copyfile(ctx.kdir_tmp / image.name, bin_dir / image.name)
+    (bin_dir / f"{prefix}.manifest").write_text("".join(f"{m}\n" for m in manifest))
+    document = profiles_json(ctx, profile, prefix, images)
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    (bin_dir / "profiles.json").write_text(text)
+    print("Calculating checksums...")
+    write_sha256sums(bin_dir)
+
+
+def write_sha256sums(bin_dir: Path) -> None:
+    files = sorted(
+        p for p in bin_dir.iterdir() if p.is_file() and p.name != "sha256sums"
+    )
+    lines = [f"{sha256(path.read_bytes())} *{path.name}\n" for path in files]
+    (bin_dir / "sha256sums").write_text("".join(lines))
+
+
+def cmd_image(ctx: Context) -> None:
+    """Resolve, install into a fresh root, make the images and write BIN_DIR.
+
+    The image's ``.manifest`` has ``name - version`` lines in both package worlds,
+    as upstream's have.
+    """
+    profile = selected_profile(ctx, required=True)
+    selection = resolve(ctx, profile)
+    print(f"Building images for {ctx.info['target'].split('/')[0]} - {title(profile)}")
+    print(f"Packages: {' '.join(selection.requests)}\n")
+    prefix = image_prefix(ctx, profile)
+    os.umask(0o022)
+    ctx.kdir_tmp.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="root-", dir=ctx.path("BUILD_DIR")))
+    root.chmod(0o755)
+    try:
+        build_root(ctx, root, selection)
+        images = build_images(ctx, profile, root, prefix)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if any(image.listed for image in images):
+        manifest = manifest_lines(selection.packages, " - ")
+        write_outputs(ctx, profile, prefix, images, manifest)
+    check_images(profile, buildable(ctx, profile), images)
+
+
+# -- entry point ---------------------------------------------------------------------
+
+COMMANDS = {
+    "help": cmd_help,
+    "info": cmd_info,
+    "manifest": cmd_manifest,
+    "image": cmd_image,
+    "clean": cmd_clean,
+    "package_depends": cmd_package_depends,
+    "package_whatdepends": cmd_package_whatdepends,
+}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        print(f"usage: ib.py {{{','.join(COMMANDS)}}}", file=sys.stderr)
+        return 2
+    try:
+        COMMANDS[argv[1]](load_context())
+    except Failure as failure:
+        stream = failure.stream or sys.stderr
+        sys.stdout.flush()
+        print("\n".join(failure.lines), file=stream)
+        return failure.code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,153 @@
+"""Run one ImageBuilder command inside a bubblewrap sandbox.
+
+The sandbox sees the system read-only (``/usr``, the links to it and the few files
+of ``/etc`` programs need), a private ``/tmp``, its own ``/proc`` and ``/dev``, and
+nothing of the server: not the configuration, the keys, Redis, the store nor other
+jobs. Only the job's scratch directory is writable. It has its own user, PID, IPC
+and network namespaces (the network only when asked for), no capabilities, and
+limits on time, memory, file size and captured output. A worker running as root
+sets the sandbox up as root and runs the command as ``nobody`` with every
+capability dropped (``setpriv``); any other user runs all of it unprivileged.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: System paths bound read-only into every sandbox, when they exist.
+SYSTEM_PATHS = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib64",
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/passwd", "/etc/group",
+    "/etc/nsswitch.conf", "/etc/hosts", "/etc/resolv.conf", "/etc/ssl",
+    "/etc/ca-certificates", "/etc/localtime",
+)  # fmt: skip
+#: The user a root worker runs sandboxes as (``nobody``).
+UNPRIVILEGED = 65534
+#: Environment the command gets; nothing else leaks in from the worker.
+BASE_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandboxed command may use."""
+
+    timeout: float = 600.0
+    memory_bytes: int = 4 << 30
+    file_bytes: int = 2 << 30
+    output_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a sandboxed command ended and what it printed (cut to the limit)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+
+def bwrap_command(
+    command: Sequence[str], workdir: Path, network: bool = False
+) -> list[str]:
+    """The ``bwrap`` argument list running ``command`` in ``workdir``."""
+    binary = shutil.which("bwrap")
+    if not binary:
+        raise RuntimeError("bubblewrap (bwrap) is not installed")
+    args = [binary, "--die-with-parent", "--new-session"]
+    args += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+    if not network:
+        args.append("--unshare-net")
+    if os.geteuid() != 0:
+        args += ["--unshare-user", "--cap-drop", "ALL"]
+    for path in SYSTEM_PATHS:
+        if os.path.lexists(path):
+            kind = "--symlink" if os.path.islink(path) else "--ro-bind"
+            source = os.readlink(path) if kind == "--symlink" else path
+            args += [kind, source, path]
+    workdir = workdir.resolve()
+    args += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--tmpfs", "/tmp",
+        "--bind", str(workdir), str(workdir),
+        "--chdir", str(workdir),
+        "--clearenv",
+    ]  # fmt: skip
+    for key, value in BASE_ENV.items():
+        args += ["--setenv", key, value]
+    return [*args, "--", *_drop_root(), *command]
+
+
+def _drop_root() -> list[str]:
+    """``setpriv`` to ``nobody`` without capabilities, when the worker is root."""
+    if os.geteuid() != 0:
+        return []
+    user = str(UNPRIVILEGED)
+    return [
+        "setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--",
+    ]  # fmt: skip
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Give the sandbox user the job's scratch directory (a no-op unless root)."""
+    if os.geteuid() != 0:
+        return
+    for root, dirs, files in os.walk(workdir):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(root, name), UNPRIVILEGED, UNPRIVILEGED)
+    os.lchown(workdir, UNPRIVILEGED, UNPRIVILEGED)
+
+
+def _limit(limits: Limits):
+    """Set the limits in the child just before ``bwrap`` starts."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes,) * 2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes,) * 2)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _cut(data: bytes, limit: int) -> str:
+    text = data[-limit:].decode("utf-8", "replace")
+    return text if len(data) <= limit else "[... output cut ...]\n" + text
+
+
+def run(
+    command: Sequence[str],
+    workdir: Path,
+    limits: Limits = Limits(),
+    network: bool = False,
+) -> Result:
+    """Run ``command`` sandboxed in ``workdir``; never raises for its failures."""
+    try:
+        proc = subprocess.run(
+            bwrap_command(command, workdir, network),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=limits.timeout,
+            preexec_fn=_limit(limits),
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as expired:
+        return Result(
+            returncode=-1,
+            stdout=_cut(expired.stdout or b"", limits.output_bytes),
+            stderr=_cut(expired.stderr or b"", limits.output_bytes)
+            + f"\nstopped after {limits.timeout:.0f} s",
+            timed_out=True,
+        )
+    return Result(
+        returncode=proc.returncode,
+        stdout=_cut(proc.stdout, limits.output_bytes),
+        stderr=_cut(proc.stderr, limits.output_bytes),
+    )

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Install the Debian packages the server, its ImageBuilders and its tests need,
+# when they are missing and we may (root). Safe to run again: it installs nothing
+# when everything is there.
+set -eu
+
+need=""
+command -v redis-server >/dev/null 2>&1 || need="$need redis-server"
+command -v bwrap >/dev/null 2>&1 || need="$need bubblewrap"
+command -v mksquashfs >/dev/null 2>&1 || need="$need squashfs-tools"
+command -v zstd >/dev/null 2>&1 || need="$need zstd"
+command -v xz >/dev/null 2>&1 || need="$need xz-utils"
+command -v mke2fs >/dev/null 2>&1 || need="$need e2fsprogs"
+command -v make >/dev/null 2>&1 || need="$need make"
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
+
+[ -z "$need" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages:$need" >&2
+    echo "install them with: sudo apt-get install$need" >&2
+    exit 1
+fi
+echo "installing Debian packages:$need" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $need
