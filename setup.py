@@ -1,4 +1,8 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+REQUIREMENTS = Path(__file__).with_name("requirements.txt").read_text().splitlines()
 
 setup(
     name="asu",
@@ -8,8 +12,6 @@ setup(
     package_data={"asu.offline": ["data/*.json.gz", "imagebuilder/*"]},
     python_requires=">=3.11",
     install_requires=[
-        line.strip()
-        for line in open("requirements.txt")
-        if line.strip() and not line.startswith("#")
+        line.strip() for line in REQUIREMENTS if line.strip() and line[0] != "#"
     ],
 )

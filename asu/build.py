@@ -90,6 +90,11 @@ class Job:
     def builder(self) -> Path:
         return self.scratch / "imagebuilder"
 
+    @staticmethod
+    def inside(name: str) -> str:
+        """The path of ``scratch/name`` as the sandboxed ``make`` sees it."""
+        return f"{sandbox.JOB_DIR}/{name}"
+
     def make(self, target: str, **variables: str) -> sandbox.Result:
         """Run ``make <target> VAR=value ...`` in the sandbox; keep a log line."""
         command = ["make", "--no-print-directory", target]
@@ -97,7 +102,7 @@ class Job:
         self.log.append(" ".join(command))
         network = bool(self.request.repositories)
         limits = sandbox.Limits(timeout=self.config.job_timeout)
-        return sandbox.run(command, self.builder, limits, network=network)
+        return sandbox.run(command, self.scratch, "imagebuilder", limits, network)
 
 
 def build(request: dict) -> dict:
@@ -160,11 +165,11 @@ def _run_pipeline(job: Job, rq_job) -> dict:
     variables = {
         "PROFILE": request.profile,
         "PACKAGES": " ".join(packages),
-        "BIN_DIR": str(bin_dir),
+        "BIN_DIR": job.inside("bin"),
         "EXTRA_IMAGE_NAME": _packages_hash(manifest)[:12],
     }
     if request.defaults:
-        variables["FILES"] = str(job.scratch / "files")
+        variables["FILES"] = job.inside("files")
     if request.rootfs_size_mb:
         variables["ROOTFS_PARTSIZE"] = str(request.rootfs_size_mb)
     result = job.make("image", **variables)

@@ -27,6 +27,8 @@ SYSTEM_PATHS = (
     "/etc/nsswitch.conf", "/etc/hosts", "/etc/resolv.conf", "/etc/ssl",
     "/etc/ca-certificates", "/etc/localtime",
 )  # fmt: skip
+#: Where the job's directory appears inside the sandbox.
+JOB_DIR = "/job"
 #: The user a root worker runs sandboxes as (``nobody``).
 UNPRIVILEGED = 65534
 #: Environment the command gets; nothing else leaks in from the worker.
@@ -54,9 +56,13 @@ class Result:
 
 
 def bwrap_command(
-    command: Sequence[str], workdir: Path, network: bool = False
+    command: Sequence[str], job_dir: Path, cwd: str = "", network: bool = False
 ) -> list[str]:
-    """The ``bwrap`` argument list running ``command`` in ``workdir``."""
+    """The ``bwrap`` argument list running ``command`` in ``JOB_DIR/cwd``.
+
+    The job's directory is mounted at :data:`JOB_DIR`, so paths passed to the
+    command must be below that.
+    """
     binary = shutil.which("bwrap")
     if not binary:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
@@ -66,18 +72,18 @@ def bwrap_command(
         args.append("--unshare-net")
     if os.geteuid() != 0:
         args += ["--unshare-user", "--cap-drop", "ALL"]
+    args += ["--perms", "0755", "--dir", "/etc"]
     for path in SYSTEM_PATHS:
         if os.path.lexists(path):
             kind = "--symlink" if os.path.islink(path) else "--ro-bind"
             source = os.readlink(path) if kind == "--symlink" else path
             args += [kind, source, path]
-    workdir = workdir.resolve()
     args += [
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
-        "--bind", str(workdir), str(workdir),
-        "--chdir", str(workdir),
+        "--perms", "1777", "--tmpfs", "/tmp",
+        "--bind", str(job_dir.resolve()), JOB_DIR,
+        "--chdir", f"{JOB_DIR}/{cwd}".rstrip("/"),
         "--clearenv",
     ]  # fmt: skip
     for key, value in BASE_ENV.items():
@@ -124,14 +130,15 @@ def _cut(data: bytes, limit: int) -> str:
 
 def run(
     command: Sequence[str],
-    workdir: Path,
+    job_dir: Path,
+    cwd: str = "",
     limits: Limits = Limits(),
     network: bool = False,
 ) -> Result:
-    """Run ``command`` sandboxed in ``workdir``; never raises for its failures."""
+    """Run ``command`` sandboxed in ``JOB_DIR/cwd``; never raises for its failures."""
     try:
         proc = subprocess.run(
-            bwrap_command(command, workdir, network),
+            bwrap_command(command, job_dir, cwd, network),
             capture_output=True,
             stdin=subprocess.DEVNULL,
             timeout=limits.timeout,

@@ -485,10 +485,25 @@ class Release:
             if key in spec:
                 pkg[key] = spec[key]
         if "size" in spec:
-            pkg["installed_size"] = spec["size"]
+            pkg["installed_size"] = compressed_size(spec["size"])
 
     def _finish(self, real_name: str, pkg: dict) -> dict:
         pkg["name"] = real_name
+        if not pkg["section"]:
+            # apk indexes carry no section: take it from an opkg sample
+            canon = self.canon(real_name)
+            for table in self.by_canon.values():
+                if table.get(canon, {}).get("section"):
+                    pkg["section"] = table[canon]["section"]
+                    break
+            else:
+                pkg["section"] = self.sup["sections"].get(canon) or (
+                    "libs"
+                    if canon.startswith("lib")
+                    else "firmware"
+                    if canon.endswith("-firmware")
+                    else "base"
+                )
         pkg["provides"] = [p for p in pkg["provides"] if p != real_name]
         if self.fmt == "opkg":
             # apk's "-any" virtuals have no meaning for opkg
@@ -522,6 +537,15 @@ class Release:
 
 NO_LIBC = {"libc", "kernel"}
 DEFAULT_SIZE = 4096
+#: How much smaller a package's gzip'd data is than its files: OpenWrt's opkg
+#: indexes give that compressed size as Installed-Size, the supplement gives sizes
+#: of the installed files.
+COMPRESSION = 2
+
+
+def compressed_size(size: int) -> int:
+    """The Installed-Size an OpenWrt index would give for ``size`` bytes of files."""
+    return size // COMPRESSION
 
 
 # --------------------------------------------------------------------------- #
@@ -547,7 +571,9 @@ class TargetView:
             name="kernel",
             version=version,
             section="sys",
-            installed_size=self.rel.sup["kernel_size"][self.target],
+            # the kernel package is metadata only: the ImageBuilder carries the
+            # kernel image itself (KERNEL_BUILD_DIR)
+            installed_size=0,
             description="Linux kernel",
             feed="target",
             origin="derived",
@@ -604,7 +630,7 @@ class TargetView:
         if deps is not None:
             pkg["depends"] = [self.rel.map_dep(d) for d in deps]
         if "size" in kmod:
-            pkg["installed_size"] = kmod["size"]
+            pkg["installed_size"] = compressed_size(kmod["size"])
         for key in ("description", "provides", "conflicts"):
             if key in kmod:
                 pkg[key] = kmod[key]
@@ -767,6 +793,7 @@ class World:
             "source_date_epoch": meta["source_date_epoch"],
             "linux_kernel": meta["linux_kernel"],
             "rootfs_partsize_mb": self.rel.sup["rootfs_partsize_mb"],
+            "kernel_size": self.rel.sup["kernel_size"],
             "image_size_kb": sizes,
             "feeds": feeds,
             "targets": targets,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from asu.offline.imagebuilder_writer import KERNEL_SIZE, write_imagebuilder
-from asu.offline.model import ImageBuilderInfo, ImageType, Package, Profile
+from asu.offline.imagebuilder_writer import write_imagebuilder
+from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, ImageType, Package, Profile
 from asu.offline.packages import (
     adb_index,
     build_package_file,
@@ -370,7 +370,8 @@ def test_info_of_the_apk_world(ath79):
 def test_val_prints_make_variables(x86):
     kernel_dir = make(x86, "val.KERNEL_BUILD_DIR").stdout.strip()
     assert kernel_dir == f"{x86}/build_dir/target-x86_64_musl/linux-x86_64"
-    assert (Path(kernel_dir) / "vmlinux").stat().st_size == KERNEL_SIZE
+    kernel_size = X86_INFO.kernel_size // SIZE_SCALE
+    assert (Path(kernel_dir) / "vmlinux").stat().st_size == kernel_size
     assert make(x86, "val.TOPDIR").stdout.strip() == str(x86)
     assert make(x86, "val.BIN_DIR").stdout.strip() == f"{x86}/bin/targets/x86/64"
     assert make(x86, "val.BIN_DIR", "BIN_DIR=/elsewhere").stdout.strip() == "/elsewhere"
@@ -617,7 +618,8 @@ def test_apk_image_with_flash_limit(ath79_build, tmp_path):
     assert (
         hashlib.sha256(unsigned).hexdigest() == images["sysupgrade"]["sha256_unsigned"]
     )
-    listing = squashfs_listing(unsigned[KERNEL_SIZE:], tmp_path)
+    kernel_size = ATH79_INFO.kernel_size // SIZE_SCALE
+    listing = squashfs_listing(unsigned[kernel_size:], tmp_path)
     assert {
         "usr/share/pkg/htop",
         "usr/share/pkg/apk-mbedtls",

@@ -26,7 +26,6 @@ from asu.offline.packages import write_feed
 PROGRAM_DIR = Path(__file__).parent / "imagebuilder"
 KERNEL_IMAGE = "vmlinux"
 #: a real kernel image is 2 to 4 MB
-KERNEL_SIZE = 3 * 1024 * 1024 // SIZE_SCALE
 #: the kernel partition of targets with a rootfs partition (x86: 16 MB upstream)
 KERNEL_PARTSIZE_MB = 16
 #: .config symbol of each root filesystem the .config mentions
@@ -80,7 +79,7 @@ def kernel_build_dir(info: ImageBuilderInfo) -> str:
 def kernel_blob(info: ImageBuilderInfo) -> bytes:
     """The kernel: incompressible bytes that depend on the target and revision."""
     seed = f"kernel\0{info.target}\0{info.version_code}".encode()
-    return hashlib.shake_256(seed).digest(KERNEL_SIZE)
+    return hashlib.shake_256(seed).digest(info.kernel_size // SIZE_SCALE)
 
 
 def config_text(info: ImageBuilderInfo) -> str:

@@ -81,6 +81,8 @@ class ImageBuilderInfo:
     #: default rootfs partition size in MB (x86, armsr); 0 when the target has none
     rootfs_partsize_mb: int = 0
     filesystems: tuple[str, ...] = ("squashfs",)
+    #: bytes of the real kernel image (the ImageBuilder's is SIZE_SCALE smaller)
+    kernel_size: int = 3 * 1024 * 1024
     #: feed name -> URL, written to repositories.conf / repositories
     feeds: dict[str, str] = field(default_factory=dict)
 

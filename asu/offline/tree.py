@@ -225,6 +225,7 @@ def _write_buildable_target(
         source_date_epoch=world.source_date_epoch,
         linux_kernel=profiles.get("linux_kernel") or world.linux_kernel,
         rootfs_partsize_mb=world.rootfs_partsize_mb.get(profiles["target"], 0),
+        kernel_size=world.kernel_size[profiles["target"]],
         filesystems=("squashfs", "ext4")
         if profiles["target"] in EXT4_TARGETS
         else ("squashfs",),

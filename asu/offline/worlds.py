@@ -23,6 +23,7 @@ class World:
     source_date_epoch: int
     linux_kernel: dict
     rootfs_partsize_mb: dict[str, int]
+    kernel_size: dict[str, int]  # bytes of each target's kernel image
     image_size_kb: dict[str, dict[str, int]]
     feeds: dict[str, dict[str, Package]]
     targets: dict[str, dict[str, Package]]
@@ -68,6 +69,7 @@ def load_world(version: str) -> World:
         source_date_epoch=int(data["source_date_epoch"]),
         linux_kernel=data["linux_kernel"],
         rootfs_partsize_mb=data.get("rootfs_partsize_mb", {}),
+        kernel_size=data.get("kernel_size", {}),
         image_size_kb=data.get("image_size_kb", {}),
         feeds={feed: _packages(pkgs) for feed, pkgs in sorted(data["feeds"].items())},
         targets={t: _packages(pkgs) for t, pkgs in sorted(data["targets"].items())},

@@ -1,0 +1,270 @@
+"""The build API end to end, as clients use it: HTTP to the app, a real RQ worker,
+real ``make`` in the offline upstream's ImageBuilders inside the sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from rq import Queue
+
+from asu.usign import PublicKey, verify
+
+C7 = {
+    "version": "23.05.4",
+    "target": "ath79/generic",
+    "profile": "tplink,archer-c7-v5",
+    "packages": ["luci", "htop"],
+}
+X86_APK = {"version": "25.12.0", "target": "x86/64", "profile": "generic"}
+
+
+def post(base: str, body: dict, **headers) -> requests.Response:
+    return requests.post(f"{base}/api/v1/build", json=body, headers=headers, timeout=30)
+
+
+def wait_for(base: str, body: dict, timeout: float = 120) -> requests.Response:
+    """POST, then poll the hash until the build is no longer in progress."""
+    response = post(base, body)
+    deadline = time.monotonic() + timeout
+    while response.status_code == 202:
+        assert time.monotonic() < deadline, f"build still {response.json()}"
+        time.sleep(0.3)
+        request_hash = response.json()["request_hash"]
+        response = requests.get(f"{base}/api/v1/build/{request_hash}", timeout=30)
+    return response
+
+
+def explain(response: requests.Response) -> str:
+    """The parts of a failed answer that say why, for assertion messages."""
+    body = response.json()
+    return f"{body.get('detail')}\n{body.get('stderr', '')[-1500:]}"
+
+
+def download(base: str, result: dict, image: dict) -> bytes:
+    response = requests.get(f"{base}/store/{result['bin_dir']}/{image['name']}")
+    assert response.status_code == 200
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    return response.content
+
+
+def squashfs_listing(tmp_path, image: bytes, name: str) -> str:
+    """``unsquashfs -l`` of the squashfs inside an image (found by its magic)."""
+    offset = image.find(b"hsqs")
+    assert offset >= 0, "no squashfs in the image"
+    path = tmp_path / f"{name}.squashfs"
+    path.write_bytes(image[offset:])
+    return subprocess.run(
+        ["unsquashfs", "-l", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def squashfs_file(tmp_path, image: bytes, inside: str) -> str:
+    offset = image.find(b"hsqs")
+    path = tmp_path / "image.squashfs"
+    path.write_bytes(image[offset:])
+    return subprocess.run(
+        ["unsquashfs", "-cat", str(path), inside],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.fixture
+def base(live_server, worker):
+    return live_server
+
+
+def test_opkg_build_end_to_end(base, app_config, tmp_path):
+    defaults = "uci set system.@system[0].hostname='c7'\nuci commit system\n"
+    response = wait_for(base, C7 | {"defaults": defaults, "client": "luci/git-1"})
+    assert response.status_code == 200, explain(response)
+    result = response.json()
+    assert result["status"] == 200 and result["detail"] == "done"
+    assert result["id"] == "tplink_archer-c7-v5"
+    assert result["version_number"] == "23.05.4"
+    assert result["version_code"] == "r24012-d8dd03c46f"
+    assert result["target"] == "ath79/generic"
+    assert {"vendor": "TP-Link", "model": "Archer C7", "variant": "v5"} in result[
+        "titles"
+    ]
+    assert "tplink,archer-c7-v5" in result["supported_devices"]
+    assert result["request"]["defaults"] == defaults
+    assert result["request"]["profile"] == "tplink_archer-c7-v5"
+    assert result["manifest"]["luci"] and result["manifest"]["htop"]
+    assert len(result["request_hash"]) == 64
+
+    public = (Path(app_config["cache_path"]) / "keys/server.key.pub").read_text()
+    sysupgrade = next(i for i in result["images"] if i["type"] == "sysupgrade")
+    data = download(base, result, sysupgrade)
+    assert hashlib.sha256(data).hexdigest() == sysupgrade["sha256"]
+    assert len(data) == sysupgrade["size"]
+    signature = requests.get(
+        f"{base}/store/{result['bin_dir']}/{sysupgrade['name']}.sig"
+    ).text
+    assert verify(data, signature, [PublicKey.from_text(public)])
+
+    listing = squashfs_listing(tmp_path, data, "sysupgrade")
+    assert "usr/share/pkg/luci" in listing and "usr/share/pkg/htop" in listing
+    inside = squashfs_file(tmp_path, data, "etc/uci-defaults/99-asu-defaults")
+    assert inside == defaults
+
+
+def test_cached_answer_needs_no_queue(base, redis_url):
+    first = wait_for(base, C7)
+    assert first.status_code == 200
+    queue = Queue("builds", connection=redis.Redis.from_url(redis_url))
+    again = post(base, C7 | {"packages": ["htop", "+luci", "htop"]})
+    assert again.status_code == 200
+    assert again.json()["request_hash"] == first.json()["request_hash"]
+    assert queue.count == 0
+
+
+def test_apk_world_builds(base, tmp_path):
+    response = wait_for(base, X86_APK | {"packages": ["htop"]})
+    assert response.status_code == 200, explain(response)
+    result = response.json()
+    assert result["manifest"]["apk-mbedtls"]
+    assert result["manifest"]["htop"]
+    assert result["linux_kernel"]["version"] == "6.12.74"
+    kinds = {(i["filesystem"], i["type"]) for i in result["images"]}
+    assert ("squashfs", "combined") in kinds
+
+
+def test_snapshot_builds_too(base):
+    response = wait_for(base, X86_APK | {"version": "SNAPSHOT"})
+    assert response.status_code == 200, explain(response)
+    assert response.json()["version_number"] == "SNAPSHOT"
+
+
+def test_diff_packages_removes_what_is_not_listed(base):
+    plain = wait_for(base, C7).json()
+    assert "ppp" in plain["manifest"]
+    wanted = [p for p in plain["manifest"] if p not in ("ppp", "ppp-mod-pppoe")]
+    response = wait_for(base, C7 | {"packages": wanted, "diff_packages": True})
+    assert response.status_code == 200, explain(response)
+    assert "ppp" not in response.json()["manifest"]
+    assert "luci" in response.json()["manifest"]
+
+
+def test_packages_versions_match_and_mismatch(base):
+    built = wait_for(base, C7).json()
+    htop = built["manifest"]["htop"]
+    versions = {"htop": htop, "luci": built["manifest"]["luci"]}
+    ok = wait_for(base, C7 | {"packages_versions": versions})
+    assert ok.status_code == 200, explain(ok)
+    wrong = wait_for(base, C7 | {"packages_versions": {"htop": "0.1-r1"}})
+    assert wrong.status_code == 500
+    assert "htop" in wrong.json()["detail"] and htop in wrong.json()["detail"]
+
+
+def test_unknown_package_fails_naming_it(base):
+    response = wait_for(base, C7 | {"packages": ["no-such-package"]})
+    assert response.status_code == 500
+    body = response.json()
+    assert body["detail"].startswith("Error:")
+    assert "no-such-package" in body["detail"]
+    assert "Cannot install package no-such-package" in body["stderr"]
+
+
+def test_conflicting_packages_fail_with_advice(base):
+    response = wait_for(base, C7 | {"packages": ["dnsmasq-full"]})
+    assert response.status_code == 500
+    assert "conflict" in response.json()["detail"]
+
+
+def test_too_big_for_the_device(base):
+    response = wait_for(base, X86_APK | {"rootfs_size_mb": 1})
+    assert response.status_code == 500
+    assert "too big" in response.json()["detail"]
+
+
+def test_fifty_identical_requests_share_one_build(base, tmp_path):
+    body = C7 | {"packages": ["luci", "tcpdump"]}
+    with ThreadPoolExecutor(50) as pool:
+        first = list(pool.map(lambda _: post(base, body), range(50)))
+    assert {r.status_code for r in first} <= {200, 202}
+    hashes = {r.json()["request_hash"] for r in first}
+    assert len(hashes) == 1
+    (request_hash,) = hashes
+    final = wait_for(base, body)
+    with ThreadPoolExecutor(50) as pool:
+        again = list(pool.map(lambda _: post(base, body), range(50)))
+    assert {r.status_code for r in again} == {200}
+    assert {r.json()["images"][0]["sha256"] for r in again} == {
+        final.json()["images"][0]["sha256"]
+    }
+    log = (tmp_path / "worker.log").read_text().splitlines()
+    starts = [line for line in log if f"({request_hash})" in line and "OK" not in line]
+    assert len(starts) == 1, "the job ran more than once"
+
+
+def test_queued_answer_and_headers(live_server):
+    # No worker: the job waits in the queue.
+    response = post(live_server, C7)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["detail"] == "queued"
+    assert body["queue_position"] == 0
+    assert response.headers["X-Queue-Position"] == "0"
+    head = requests.head(f"{live_server}/api/v1/build/{body['request_hash']}?1700000")
+    assert head.status_code == 202 and head.headers["X-Queue-Position"] == "0"
+    assert head.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_queue_full_is_503_but_cached_answers_still_flow(live_server, app):
+    app.config["ASU"] = type(app.config["ASU"])(
+        **{**app.config["ASU"].__dict__, "max_pending_jobs": 1}
+    )
+    assert post(live_server, C7).status_code == 202
+    full = post(live_server, X86_APK)
+    assert full.status_code == 503
+    assert full.headers["Retry-After"]
+    assert full.json()["status"] == 503
+    assert post(live_server, C7).status_code == 202  # in flight: still answered
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "word"),
+    [
+        ({"version": "99.99.0"}, 404, "version"),
+        ({"target": "ath79/nosuch"}, 404, "target"),
+        ({"target": "ath79/genric"}, 404, "ath79/generic"),  # suggested
+        ({"profile": "tplink_archer-c7-v9"}, 404, "tplink_archer-c7-v"),
+        ({"packages": ["$(id)"]}, 400, "packages"),
+        ({"rootfs_size_mb": -1}, 400, "rootfs_size_mb"),
+    ],
+)
+def test_refused_requests(live_server, change, status, word):
+    response = post(live_server, C7 | change)
+    assert response.status_code == status
+    assert response.json()["status"] == status
+    assert word in response.json()["detail"]
+
+
+def test_not_json_is_400(live_server):
+    response = requests.post(
+        f"{live_server}/api/v1/build",
+        data="version=23.05.4",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert "JSON" in response.json()["detail"]
+
+
+def test_unknown_hash_is_404(live_server):
+    response = requests.get(f"{live_server}/api/v1/build/{'0' * 64}")
+    assert response.status_code == 404
+    assert response.json()["detail"]
+
+
+def test_x86_accepts_any_profile_as_generic(live_server):
+    response = post(live_server, X86_APK | {"profile": "qemu-standard-pc-q35"})
+    assert response.status_code == 202
