@@ -29,7 +29,7 @@ CONTENT_TYPES = {
 
 
 def _content_type(name: str) -> str:
-    if name == "sha256sums":
+    if Path(name).name == "sha256sums":
         return "text/plain; charset=utf-8"
     suffix = Path(name).suffix
     if suffix in CONTENT_TYPES:

@@ -5,53 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+from clients import C7, X86_APK, download, explain, post, wait_for
 from rq import Queue
 
 from asu.usign import PublicKey, verify
-
-C7 = {
-    "version": "23.05.4",
-    "target": "ath79/generic",
-    "profile": "tplink,archer-c7-v5",
-    "packages": ["luci", "htop"],
-}
-X86_APK = {"version": "25.12.0", "target": "x86/64", "profile": "generic"}
-
-
-def post(base: str, body: dict, **headers) -> requests.Response:
-    return requests.post(f"{base}/api/v1/build", json=body, headers=headers, timeout=30)
-
-
-def wait_for(base: str, body: dict, timeout: float = 120) -> requests.Response:
-    """POST, then poll the hash until the build is no longer in progress."""
-    response = post(base, body)
-    deadline = time.monotonic() + timeout
-    while response.status_code == 202:
-        assert time.monotonic() < deadline, f"build still {response.json()}"
-        time.sleep(0.3)
-        request_hash = response.json()["request_hash"]
-        response = requests.get(f"{base}/api/v1/build/{request_hash}", timeout=30)
-    return response
-
-
-def explain(response: requests.Response) -> str:
-    """The parts of a failed answer that say why, for assertion messages."""
-    body = response.json()
-    return f"{body.get('detail')}\n{body.get('stderr', '')[-1500:]}"
-
-
-def download(base: str, result: dict, image: dict) -> bytes:
-    response = requests.get(f"{base}/store/{result['bin_dir']}/{image['name']}")
-    assert response.status_code == 200
-    assert int(response.headers["Content-Length"]) == len(response.content)
-    return response.content
 
 
 def squashfs_listing(tmp_path, image: bytes, name: str) -> str:
