@@ -38,7 +38,7 @@ EXAMPLE_REQUEST = {
     "target": "ath79/generic",
     "profile": "tplink,archer-c7-v5",
     "packages": ["luci", "htop"],
-    "defaults": "uci set system.@system[0].hostname='demo'\nuci commit system\n",
+    "defaults": "uci set system.@system[0].hostname=demo\nuci commit system\n",
     "client": "demo/1",
 }
 
