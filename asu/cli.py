@@ -23,4 +23,7 @@ def worker_command(burst: bool, name: str | None) -> None:
 
 def register(app) -> None:
     """Add the commands to the app's ``flask`` CLI."""
+    from asu.cleanup import cleanup_command
+
     app.cli.add_command(worker_command)
+    app.cli.add_command(cleanup_command)

@@ -68,6 +68,7 @@ class Config:
     build_defaults_ttl: Duration = Duration(3600)
     build_failure_ttl: Duration = Duration(3600)
     job_timeout: Duration = Duration(600)
+    imagebuilder_ttl: Duration = Duration(2 * 86400)
     branches: dict = field(default_factory=dict)
     repository_allow_list: tuple[str, ...] = ()
 

@@ -111,12 +111,26 @@ def prepare(
     archive = find_archive(fetch_sha256sums(config, http, version, target))
     base = cache_dir(config, version, target)
     unpacked = base / archive.sha256[:16]
-    if (unpacked / "Makefile").is_file():
-        unpacked.touch()  # marks it used, for the cleanup of unused ones
-        return unpacked
+    if not (unpacked / "Makefile").is_file():
+        _fetch_and_unpack(config, http, version, target, archive, unpacked, progress)
+    unpacked.touch()  # marks it used, for the cleanup of unused ones
+    return unpacked
+
+
+def _fetch_and_unpack(
+    config: Config,
+    http: requests.Session,
+    version: str,
+    target: str,
+    archive: Archive,
+    unpacked: Path,
+    progress: Progress,
+) -> None:
+    """Download and unpack ``archive`` to ``unpacked``, once per machine."""
+    base = unpacked.parent
     with _locked(base.with_name(base.name + ".lock")):
         if (unpacked / "Makefile").is_file():
-            return unpacked
+            return
         progress("download_imagebuilder")
         address = upstream.url(
             config, f"{upstream.target_path(version, target)}/{archive.name}"
@@ -128,7 +142,6 @@ def prepare(
             top = _unpack(download, archive.kind, Path(scratch) / "tree")
             base.mkdir(parents=True, exist_ok=True)
             top.rename(unpacked)
-    return unpacked
 
 
 def _download(http: requests.Session, address: str, dest: Path, sha256: str) -> None:
