@@ -31,7 +31,7 @@ from pathlib import Path
 
 from rq import get_current_job
 
-from asu import imagebuilder, sandbox, upstream
+from asu import image_index, imagebuilder, sandbox, upstream
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
@@ -67,13 +67,22 @@ FILESYSTEM_OPTIONS = {
 
 
 class BuildError(Exception):
-    """A build that failed; ``detail`` starts with ``Error:`` and says what to do."""
+    """A build that failed; ``detail`` starts with ``Error:`` and says what to do.
 
-    def __init__(self, detail: str, stdout: str = "", stderr: str = ""):
+    ``kind`` names the failure for statistics and for the earlier API generations'
+    status codes: ``imagebuilder``, ``version_code``, ``profile``,
+    ``unknown_package``, ``conflict``, ``packages_versions``, ``too_big``,
+    ``timeout``, ``no_image`` or ``build``.
+    """
+
+    def __init__(
+        self, detail: str, stdout: str = "", stderr: str = "", kind: str = "build"
+    ):
         super().__init__(detail)
         self.detail = detail
         self.stdout = stdout
         self.stderr = stderr
+        self.kind = kind
 
 
 @dataclass
@@ -121,14 +130,20 @@ def build(request: dict) -> dict:
 
     report("init")
     try:
-        return _build(build_request, config, report, job)
+        result = _build(build_request, config, report, job)
     except BuildError as error:
         if job is not None:
             job.meta.update(
-                detail=error.detail, stdout=error.stdout, stderr=error.stderr
+                detail=error.detail,
+                stdout=error.stdout,
+                stderr=error.stderr,
+                error_kind=error.kind,
             )
             job.save_meta()
         raise
+    if job is not None:
+        image_index.record(job.connection, result, job.result_ttl or config.build_ttl)
+    return result
 
 
 def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
@@ -137,7 +152,7 @@ def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
             config, upstream.session(), request.version, request.target, report
         )
     except imagebuilder.ImageBuilderError as error:
-        raise BuildError(f"Error: {error}") from None
+        raise BuildError(f"Error: {error}", kind="imagebuilder") from None
     jobs_dir = config.cache_path / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jobs_dir, prefix=request.hash[:16]) as tmp:
@@ -225,6 +240,7 @@ def _make_info(job: Job) -> Info:
             f"requested {expected}; request {info.revision} or no version_code",
             result.stdout,
             result.stderr,
+            kind="version_code",
         )
     if job.request.profile not in info.profiles:
         raise BuildError(
@@ -232,6 +248,7 @@ def _make_info(job: Job) -> Info:
             f"ImageBuilder of {job.request.version} {job.request.target}",
             result.stdout,
             result.stderr,
+            kind="profile",
         )
     return info
 
@@ -260,7 +277,8 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
     request = job.request
     result = job.make("manifest", PROFILE=request.profile, PACKAGES=" ".join(packages))
     if result.returncode != 0:
-        raise BuildError(_manifest_error(result.stderr + result.stdout), *_out(result))
+        kind, detail = _manifest_error(result.stderr + result.stdout)
+        raise BuildError(detail, *_out(result), kind=kind)
     manifest = parse_manifest(result.stdout)
     mismatches = [
         f"{name} {manifest.get(name, 'not installed')} instead of {version}"
@@ -273,25 +291,26 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
             + "; ".join(mismatches)
             + ". Request the versions it has or drop packages_versions",
             *_out(result),
+            kind="packages_versions",
         )
     return manifest
 
 
-def _manifest_error(output: str) -> str:
-    """Name the packages at fault and what to change."""
+def _manifest_error(output: str) -> tuple[str, str]:
+    """The kind of failure and a detail naming the packages and what to change."""
     unknown = sorted(set(_OPKG_UNKNOWN.findall(output) + _APK_UNKNOWN.findall(output)))
     if _CONFLICT.search(output):
         named = f" ({', '.join(unknown)})" if unknown else ""
-        return (
+        return "conflict", (
             f"Error: the requested packages conflict{named}; remove one of the "
             "conflicting packages (see stderr) from the request"
         )
     if unknown:
-        return (
+        return "unknown_package", (
             f"Error: unknown package(s): {', '.join(unknown)}; remove them or check "
             "their names for this version and target"
         )
-    return "Error: the ImageBuilder could not resolve the packages (see stderr)"
+    return "build", "Error: the ImageBuilder could not resolve the packages"
 
 
 def _out(result: sandbox.Result) -> tuple[str, str]:
@@ -301,7 +320,9 @@ def _out(result: sandbox.Result) -> tuple[str, str]:
 def _check_image(result: sandbox.Result) -> None:
     if result.timed_out:
         raise BuildError(
-            "Error: the build took too long and was stopped", *_out(result)
+            "Error: the build took too long and was stopped",
+            *_out(result),
+            kind="timeout",
         )
     if result.returncode == 0:
         return
@@ -310,6 +331,7 @@ def _check_image(result: sandbox.Result) -> None:
             "Error: the image is too big for the device: remove packages or, "
             "where the target allows it, raise rootfs_size_mb",
             *_out(result),
+            kind="too_big",
         )
     raise BuildError("Error: make image failed (see stderr)", *_out(result))
 
@@ -338,9 +360,12 @@ def _read_profiles(bin_dir: Path, request: BuildRequest, result) -> dict:
         raise BuildError(
             "Error: the ImageBuilder wrote no profiles.json for the profile",
             *_out(result),
+            kind="no_image",
         ) from None
     if not profile.get("images"):
-        raise BuildError("Error: no firmware image was created", *_out(result))
+        raise BuildError(
+            "Error: no firmware image was created", *_out(result), kind="no_image"
+        )
     return profiles
 
 

@@ -145,5 +145,6 @@ def _failed(job: Job, base: dict) -> Answer:
             "detail": detail,
             "stdout": meta.get("stdout", ""),
             "stderr": meta.get("stderr", ""),
+            "error_kind": meta.get("error_kind", "interrupted"),
         },
     )

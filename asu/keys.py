@@ -13,3 +13,79 @@ def targets(distro: str, version: str) -> str:
 def profiles(distro: str, version: str, target: str) -> str:
     """JSON ``profiles.json`` of one target of one version."""
     return f"{PREFIX}:meta:{distro}:{version}:{target}:profiles"
+
+
+# -- what the janitor loads (replaced atomically, one target at a time) ----------
+
+
+def target_info(distro: str, version: str, target: str) -> str:
+    """Hash: ``revision``, ``arch``, ``indexed`` (0/1), ``source_date_epoch``.
+
+    Its presence means the janitor has loaded the target."""
+    return f"{PREFIX}:meta:{distro}:{version}:{target}:info"
+
+
+def profile_names(distro: str, version: str, target: str) -> str:
+    """Hash ``{name a client may send: profile id}``: ids, board names, aliases."""
+    return f"{PREFIX}:meta:{distro}:{version}:{target}:profile_names"
+
+
+def target_packages(distro: str, version: str, target: str) -> str:
+    """Hash ``{package: version}`` of the target's own index and its kmods."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:target:{target}"
+
+
+def target_provides(distro: str, version: str, target: str) -> str:
+    """Set of names the target's packages provide (virtual and ABI names)."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:target:{target}:provides"
+
+
+def feed_packages(distro: str, version: str, arch: str, feed: str) -> str:
+    """Hash ``{package: version}`` of one feed for one package architecture."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:feed:{arch}:{feed}"
+
+
+def feed_provides(distro: str, version: str, arch: str, feed: str) -> str:
+    """Set of names one feed's packages provide."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:feed:{arch}:{feed}:provides"
+
+
+def version_info(distro: str, version: str) -> str:
+    """Hash: ``index`` (the index file name that version uses), ``revision``
+    (lowest revision number of its targets), ``source_date_epoch`` (earliest)."""
+    return f"{PREFIX}:meta:{distro}:{version}:info"
+
+
+def upstream_versions(distro: str) -> str:
+    """JSON ``.versions.json`` of a distribution's upstream, as last fetched."""
+    return f"{PREFIX}:meta:{distro}:versions"
+
+
+def branches(distro: str) -> str:
+    """JSON list of the branch objects ``branches.json`` publishes."""
+    return f"{PREFIX}:meta:{distro}:branches"
+
+
+def validators(distro: str) -> str:
+    """Hash ``{upstream URL: ETag and Last-Modified}`` for conditional requests."""
+    return f"{PREFIX}:janitor:{distro}:validators"
+
+
+def janitor_lock(distro: str) -> str:
+    """Held while a janitor pass over a distribution runs."""
+    return f"{PREFIX}:janitor:{distro}:lock"
+
+
+def builds(distro: str, version: str, target: str) -> str:
+    """Set of request hashes of finished builds of one version and target."""
+    return f"{PREFIX}:builds:{distro}:{version}:{target}"
+
+
+def image(image_hash: str) -> str:
+    """The request hash of the build that made the image with this sha256."""
+    return f"{PREFIX}:image:{image_hash}"
+
+
+def manifest(manifest_hash: str) -> str:
+    """JSON manifest ``{package: version}`` with this sha256 (image_index)."""
+    return f"{PREFIX}:manifest:{manifest_hash}"
