@@ -58,6 +58,8 @@ STAGES = {
     "store_images": "building_image",
 }
 DEFAULTS_PATH = "etc/uci-defaults/99-asu-defaults"
+#: The build's commands and output, kept beside the images.
+BUILDLOG = "buildlog.txt"
 FILESYSTEM_OPTIONS = {
     "squashfs": "CONFIG_TARGET_ROOTFS_SQUASHFS",
     "ext4": "CONFIG_TARGET_ROOTFS_EXT4FS",
@@ -190,6 +192,7 @@ def _run_pipeline(job: Job, rq_job) -> dict:
     result = job.make("image", **variables)
     _check_image(result)
     _drop_non_regular(bin_dir)
+    (bin_dir / BUILDLOG).write_text(_build_log(job, result))
 
     job.report("sign_images")
     profiles = _read_profiles(bin_dir, request, result)
@@ -334,6 +337,11 @@ def _check_image(result: sandbox.Result) -> None:
             kind="too_big",
         )
     raise BuildError("Error: make image failed (see stderr)", *_out(result))
+
+
+def _build_log(job: Job, result: sandbox.Result) -> str:
+    commands = "".join(f"$ {command}\n" for command in job.log)
+    return f"{commands}\n{result.stdout}\n{result.stderr}"
 
 
 def _drop_non_regular(directory: Path) -> None:
