@@ -42,12 +42,13 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         expose_headers=["X-Queue-Position", "X-Imagebuilder-Status", "Retry-After"],
     )
 
-    from asu import api_v1, cli, errors, store
+    from asu import api_v1, cli, errors, legacy, store
 
     errors.register(app)
     cli.register(app)
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(store.bp)
+    legacy.register(app)
     return app
 
 

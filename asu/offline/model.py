@@ -1,7 +1,7 @@
 """What the offline upstream is made of: packages, profiles and ImageBuilders.
 
 The offline upstream is a stand-in for the OpenWrt downloads server. It works at a
-fixed scale: every package carries a payload of ``installed_size // SIZE_SCALE``
+fixed scale: every package carries a payload of its scaled, packed installed size
 bytes and every flash or partition limit is divided by the same number, so an image
 that would not fit a real device does not fit here either, while the whole tree
 stays small.
@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 #: Real sizes are divided by this before payloads are written and limits compared.
 SIZE_SCALE = 64
+#: What xz leaves of the gzip'd package data the indexes count as installed size
+#: when it packs a root filesystem; payloads cannot be packed, so they start
+#: that much smaller.
+ROOTFS_PACKING = 0.65
 
 #: The package worlds upstream has: opkg (up to 24.10) and apk (25.12 and snapshots).
 PACKAGE_FORMATS = ("opkg", "apk")
@@ -39,8 +43,9 @@ class Package:
 
     @property
     def payload_size(self) -> int:
-        """Bytes of payload the package file carries (the scaled installed size)."""
-        return self.installed_size // SIZE_SCALE
+        """Bytes of payload the package file carries: its share of a packed
+        root filesystem, scaled."""
+        return int(self.installed_size * ROOTFS_PACKING) // SIZE_SCALE
 
 
 @dataclass(frozen=True)
