@@ -1,0 +1,153 @@
+"""The upgrade check: is there a newer version, which installed packages would be
+upgraded from which version to which, and what the new image would contain.
+
+A device sends its distribution, version, target and installed packages with
+their versions. The answer names the newest release (or the same version when
+none is newer), every package whose version in the new version is higher (with
+renames between the versions applied), and the full package list for the new
+image; nothing newer at all is a 204 with the check's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from asu import package_changes
+from asu.build_request import (
+    DISTRO,
+    PACKAGE,
+    PACKAGE_VERSION,
+    TARGET,
+    VERSION,
+    RequestError,
+)
+from asu.package_versions import compare, release_key
+
+MAX_INSTALLED = 1000
+
+
+@dataclass(frozen=True)
+class UpgradeCheck:
+    """What a device says about itself."""
+
+    distro: str
+    version: str
+    target: str
+    installed: dict[str, str] = field(default_factory=dict)
+    profile: str = ""
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Upgrade:
+    """The answer: the version to go to, package upgrades, the new package list."""
+
+    version: str
+    upgrades: dict[str, list[str]]  # {package: [new version, current version]}
+    packages: list[str]
+    version_changed: bool = False
+
+    @property
+    def anything_new(self) -> bool:
+        return bool(self.upgrades) or self.version_changed
+
+
+def _text(body: Mapping, key: str, pattern: re.Pattern, default: str = "") -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise RequestError(f"{key} {str(value)[:60]!r} is not valid")
+    return value
+
+
+def parse_check(
+    body: Mapping[str, Any], installed_key: str = "installed"
+) -> UpgradeCheck:
+    """Check a device's upgrade check (2019 ``installed``, 2017 ``packages``)."""
+    target = body.get("target")
+    if isinstance(target, str) and isinstance(body.get("subtarget"), str):
+        target = f"{target}/{body['subtarget']}"
+    installed = body.get(installed_key) or {}
+    if not isinstance(installed, Mapping) or len(installed) > MAX_INSTALLED:
+        raise RequestError(f"{installed_key} must be an object {{package: version}}")
+    for name, version in installed.items():
+        if (
+            not PACKAGE.fullmatch(name)
+            or not isinstance(version, str)
+            or not (PACKAGE_VERSION.fullmatch(version))
+        ):
+            raise RequestError(f"{installed_key}: {str(name)[:60]!r} is not valid")
+    distro = body.get("distro", "openwrt")
+    return UpgradeCheck(
+        distro=_text({"distro": str(distro).lower()}, "distro", DISTRO),
+        version=_text(body, "version", VERSION),
+        target=_text({"target": target}, "target", TARGET),
+        installed=dict(installed),
+    )
+
+
+def newest_release(current: str, releases: list[str]) -> str:
+    """The version a device on ``current`` should go to.
+
+    Snapshots follow their branch (only package upgrades); a release goes to the
+    newest release that sorts after it.
+    """
+    if "SNAPSHOT" in current:
+        return current
+    newer = [v for v in releases if "SNAPSHOT" not in v]
+    newer = [v for v in newer if release_key(v) > release_key(current)]
+    return max(newer, key=release_key) if newer else current
+
+
+def plan(
+    check: UpgradeCheck,
+    new_version: str,
+    available: Mapping[str, str],
+    revisions: tuple[int, int],
+    package_format: str,
+) -> Upgrade:
+    """Compare what is installed with what ``new_version`` offers.
+
+    ``available`` is ``{package: version}`` of the new version's target and feeds;
+    ``revisions`` the (current, new) revision numbers the renames are taken from.
+    """
+    renamed = package_changes.apply(
+        list(check.installed), *revisions, check.target, check.profile
+    )
+    current_of = _current_versions(check, revisions)
+    upgrades = {}
+    for name in renamed:
+        new, current = available.get(name), current_of.get(name)
+        if new and current and compare(new, current, package_format) > 0:
+            upgrades[name] = [new, current]
+        elif new and current is None:
+            upgrades[name] = [new, ""]
+    return Upgrade(
+        version=new_version,
+        upgrades=upgrades,
+        packages=renamed,
+        version_changed=new_version != check.version,
+    )
+
+
+def _current_versions(
+    check: UpgradeCheck, revisions: tuple[int, int]
+) -> dict[str, str]:
+    """Installed versions by their new names: a renamed package keeps its old
+    version; packages the new version adds have none."""
+    added = set(package_changes.apply([], *revisions, check.target, check.profile))
+    current = {}
+    for name, version in check.installed.items():
+        renamed = package_changes.apply([name], *revisions, check.target, check.profile)
+        for new_name in renamed:
+            if new_name not in added:
+                current[new_name] = version
+    return current
