@@ -4,16 +4,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint system-deps venv clean
+.PHONY: demo run test bench lint screenshots system-deps venv clean
 
 demo: system-deps venv
 	$(PY) -m asu.demo
+
+# Production shape on one machine: gunicorn, RQ workers, janitor (see README).
+run: system-deps venv
+	$(PY) -m asu.run
 
 test: system-deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: system-deps venv
 	$(PY) -m bench
+
+# Refresh the README's screenshots from the browser test.
+screenshots: system-deps venv
+	SCREENSHOT_DIR=misc/screenshots $(PY) -m pytest -q tests/test_web.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

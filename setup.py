@@ -9,7 +9,10 @@ setup(
     version="0.1.0",
     description="Attended sysupgrade server: firmware on demand for OpenWrt",
     packages=find_packages(include=["asu", "asu.*"]),
-    package_data={"asu.offline": ["data/*.json.gz", "imagebuilder/*"]},
+    package_data={
+        "asu.offline": ["data/*.json.gz", "imagebuilder/*"],
+        "asu.web": ["templates/*.html", "static/*"],
+    },
     python_requires=">=3.11",
     install_requires=[
         line.strip() for line in REQUIREMENTS if line.strip() and line[0] != "#"

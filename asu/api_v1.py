@@ -9,9 +9,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from rq import Worker
 
 import asu
-from asu import build_queue, metadata
+from asu import build_queue, limits, metadata, package_validation, request_body
 from asu.build_queue import Answer
-from asu.build_request import RequestError, parse_build_request
+from asu.build_request import TARGET, VERSION, RequestError, parse_build_request
+from asu.distributions import DEFAULT_DISTRO
 from asu.errors import error_response
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -39,14 +40,18 @@ def refused(error: RequestError):
 def build_post():
     """Validate, hash and queue a build, or answer from the cache."""
     config = current_app.config["ASU"]
-    body = request.get_json(silent=True)
-    if body is None:
-        raise RequestError("the request body must be a JSON object")
     build_request = parse_build_request(
-        body, config, request.headers.get("User-Agent", "")
+        request_body.json_object(request), config, request.headers.get("User-Agent", "")
     )
     build_request = metadata.resolve(_connection(), config, build_request)
-    job = build_queue.submit(_connection(), config, build_request)
+    package_validation.check_packages(_connection(), config, build_request)
+    client = limits.client_id(request.remote_addr)
+    job = build_queue.submit(
+        _connection(),
+        config,
+        build_request,
+        admit=lambda: limits.charge_new_build(_connection(), config, client),
+    )
     return _respond(build_queue.answer(job))
 
 
@@ -59,6 +64,19 @@ def build_get(request_hash: str):
     if job is None:
         raise RequestError(f"no build with request hash {request_hash}", 404)
     return _respond(build_queue.answer(job))
+
+
+@bp.get("/revision/<version>/<target>/<subtarget>")
+def revision(version: str, target: str, subtarget: str):
+    """The revision a version's target is at: ``{"revision": "r28427-6df0e3d02a"}``."""
+    name = f"{target}/{subtarget}"
+    found = None
+    if VERSION.fullmatch(version) and TARGET.fullmatch(name):
+        config = current_app.config["ASU"]
+        found = metadata.revision(_connection(), config, DEFAULT_DISTRO, version, name)
+    if found is None:
+        raise RequestError(f"unknown version or target: {version} {name}"[:160], 404)
+    return {"revision": found}
 
 
 @bp.get("/health")

@@ -8,6 +8,7 @@ from typing import Any
 import redis
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from asu.config import Config, load_config
 
@@ -27,7 +28,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["ASU"] = config
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.wsgi_app = _collapse_leading_slashes(app.wsgi_app)
+    if config.trusted_proxies:
+        # The client is the address the nearest trusted proxy saw, never one the
+        # client wrote into X-Forwarded-For itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
     app.extensions["redis"] = redis.Redis.from_url(
         config.redis_url or DEFAULT_REDIS_URL,
         socket_connect_timeout=2,
@@ -39,17 +45,32 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         methods=["GET", "HEAD", "POST", "OPTIONS"],
         allow_headers=["Content-Type"],
         send_wildcard=True,
-        expose_headers=["X-Queue-Position", "X-Imagebuilder-Status", "Retry-After"],
+        expose_headers=[
+            "X-Queue-Position",
+            "X-Imagebuilder-Status",
+            "Retry-After",
+            "X-Unknown-Package",
+        ],
     )
 
-    from asu import api_v1, cli, errors, legacy, store
+    from asu import api_v1, cli, errors, json_files, legacy, store
 
     errors.register(app)
     cli.register(app)
     app.register_blueprint(api_v1.bp)
     app.register_blueprint(store.bp)
+    app.register_blueprint(json_files.bp)
     legacy.register(app)
+    _register_operations(app)
     return app
+
+
+def _register_operations(app: Flask) -> None:
+    """Statistics, metrics, the device catalogue and the web page."""
+    from asu import api_devices, api_stats, metrics, web
+
+    for blueprint in (api_stats.bp, api_devices.bp, metrics.bp, web.bp):
+        app.register_blueprint(blueprint)
 
 
 def _collapse_leading_slashes(wsgi_app):

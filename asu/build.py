@@ -16,6 +16,7 @@ whose detail says what to change, with the failing step's output.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,14 +25,15 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rq import get_current_job
 
-from asu import image_index, imagebuilder, sandbox, upstream
+from asu import cached_builds, image_index, imagebuilder, sandbox, stats, upstream
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
@@ -66,6 +68,15 @@ FILESYSTEM_OPTIONS = {
     "ubifs": "CONFIG_TARGET_ROOTFS_UBIFS",
     "jffs2": "CONFIG_TARGET_ROOTFS_JFFS2",
 }
+#: What a ``make`` variable may hold. The request's fields were checked already;
+#: this keeps anything ``make`` or a shell would expand (``$``, backticks,
+#: quotes, ``;``, newlines) off the command line should a check ever miss.
+MAKE_VALUE = re.compile(r"[A-Za-z0-9_.,+/ -]*", re.ASCII)
+#: How the C library and Python word a full disk.
+DISK_FULL = os.strerror(errno.ENOSPC)
+DISK_FULL_DETAIL = (
+    "Error: the build server ran out of disk space; nothing was stored, retry later"
+)
 
 
 class BuildError(Exception):
@@ -74,7 +85,7 @@ class BuildError(Exception):
     ``kind`` names the failure for statistics and for the earlier API generations'
     status codes: ``imagebuilder``, ``version_code``, ``profile``,
     ``unknown_package``, ``conflict``, ``packages_versions``, ``too_big``,
-    ``timeout``, ``no_image`` or ``build``.
+    ``timeout``, ``no_image``, ``disk_full`` or ``build``.
     """
 
     def __init__(
@@ -109,13 +120,37 @@ class Job:
     def make(self, target: str, **variables: str) -> sandbox.Result:
         """Run ``make <target> VAR=value ...`` in the sandbox; keep a log line."""
         command = ["make", "--no-print-directory", target]
-        command += [f"{key}={value}" for key, value in variables.items()]
+        command += [_make_variable(key, value) for key, value in variables.items()]
         self.log.append(" ".join(command))
         network = bool(self.request.repositories)
         limits = sandbox.Limits(timeout=self.config.job_timeout)
-        return sandbox.run(command, self.scratch, "imagebuilder", limits, network)
+        result = sandbox.run(command, self.scratch, "imagebuilder", limits, network)
+        if result.returncode != 0 and DISK_FULL in result.stdout + result.stderr:
+            raise BuildError(DISK_FULL_DETAIL, *_out(result), kind="disk_full")
+        return result
 
 
+def _make_variable(key: str, value: str) -> str:
+    if not MAKE_VALUE.fullmatch(value):
+        raise BuildError(
+            f"Error: refusing to run make with {key}={value[:80]!r}: it holds "
+            "characters make or a shell would interpret"
+        )
+    return f"{key}={value}"
+
+
+@contextmanager
+def _disk_full_fails_the_build() -> Iterator[None]:
+    """A full disk is a failed build that says so, not an interrupted job."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC and DISK_FULL not in str(error):
+            raise
+        raise BuildError(DISK_FULL_DETAIL, kind="disk_full") from None
+
+
+@stats.counted_build
 def build(request: dict) -> dict:
     """The RQ job: build the image ``request`` asks for and return the result."""
     job = get_current_job()
@@ -132,7 +167,8 @@ def build(request: dict) -> dict:
 
     report("init")
     try:
-        result = _build(build_request, config, report, job)
+        with _disk_full_fails_the_build():
+            result = _build(build_request, config, report, job)
     except BuildError as error:
         if job is not None:
             job.meta.update(
@@ -200,6 +236,7 @@ def _run_pipeline(job: Job, rq_job) -> dict:
 
     job.report("store_images")
     _store(bin_dir, job.config.store_path / request.hash)
+    cached_builds.remember(rq_job, request, job.config)
     return _result(request, profiles, images, manifest, result, job, info, rq_job)
 
 
@@ -403,7 +440,11 @@ def _store(bin_dir: Path, dest: Path) -> None:
     """Move the finished ``BIN_DIR`` into the store in one rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    shutil.copytree(bin_dir, staged, dirs_exist_ok=True)
+    try:
+        shutil.copytree(bin_dir, staged, dirs_exist_ok=True)
+    except OSError:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     os.chmod(staged, 0o755)
     if dest.exists():
         old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old."))

@@ -9,6 +9,7 @@ same request is answered from Redis without touching the queue.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -16,6 +17,8 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from asu import stats
+from asu.abandoned_jobs import HEARTBEAT_META, fail_if_abandoned
 from asu.build import build
 from asu.build_request import BuildRequest, RequestError
 from asu.config import Config
@@ -28,6 +31,8 @@ QUEUE_FULL_RETRY_AFTER = 60
 JOB_TIMEOUT_MARGIN = 300
 
 _WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+#: Failures that say nothing about the request: asking again builds again.
+TRANSIENT = {"disk_full"}
 
 
 @dataclass
@@ -47,9 +52,11 @@ def get_queue(connection: Redis) -> Queue:
 def fetch(connection: Redis, request_hash: str) -> Job | None:
     """The job of ``request_hash``, or None when there is none (or it expired)."""
     try:
-        return Job.fetch(request_hash, connection=connection)
+        job = Job.fetch(request_hash, connection=connection)
     except NoSuchJobError:
         return None
+    fail_if_abandoned(job)
+    return job
 
 
 def _result_ttl(config: Config, request: BuildRequest) -> int:
@@ -61,19 +68,30 @@ def _result_ttl(config: Config, request: BuildRequest) -> int:
 def _reusable(job: Job) -> bool:
     """Whether a client asking again should get this job's answer.
 
-    Failures the build reported itself (its ``detail``) are kept; a job that was
-    interrupted, stopped or cancelled is not: the request builds again.
+    Failures the build reported itself (its ``detail``) are kept, unless they were
+    the server's (a full disk); a job that was interrupted, stopped or cancelled is
+    not: the request builds again.
     """
     status = job.get_status(refresh=False)
     if status == JobStatus.FAILED:
-        return "detail" in job.meta
+        return "detail" in job.meta and job.meta.get("error_kind") not in TRANSIENT
     return status not in (JobStatus.STOPPED, JobStatus.CANCELED, None)
 
 
-def submit(connection: Redis, config: Config, request: BuildRequest) -> Job:
-    """The job building ``request``: the existing one, or a new one enqueued."""
+def submit(
+    connection: Redis,
+    config: Config,
+    request: BuildRequest,
+    admit: Callable[[], None] = lambda: None,
+) -> Job:
+    """The job building ``request``: the existing one, or a new one enqueued.
+
+    ``admit`` is called only before a new job is enqueued; it raises
+    :class:`RequestError` to refuse it (a client over its limit).
+    """
     job = fetch(connection, request.hash)
     if job is not None and _reusable(job):
+        stats.count_request(connection, request, _reuse_outcome(job))
         return job
     if job is not None:
         job.delete()
@@ -84,8 +102,9 @@ def submit(connection: Redis, config: Config, request: BuildRequest) -> Job:
             status=503,
             headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
         )
+    admit()
     try:
-        return queue.enqueue_call(
+        job = queue.enqueue_call(
             build,
             args=(request.as_dict(),),
             job_id=request.hash,
@@ -94,9 +113,20 @@ def submit(connection: Redis, config: Config, request: BuildRequest) -> Job:
             result_ttl=_result_ttl(config, request),
             failure_ttl=config.build_failure_ttl,
             description=f"{request.version} {request.target} {request.profile}",
+            meta={HEARTBEAT_META: config.worker_heartbeat_interval},
         )
     except DuplicateJobError:
-        return fetch(connection, request.hash) or submit(connection, config, request)
+        return fetch(connection, request.hash) or submit(
+            connection, config, request, admit
+        )
+    stats.count_request(connection, request, "miss")
+    return job
+
+
+def _reuse_outcome(job: Job) -> str:
+    """``hit`` when the job's result is kept, ``joined`` while it is in progress."""
+    done = job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED)
+    return "hit" if done else "joined"
 
 
 def answer(job: Job) -> Answer:

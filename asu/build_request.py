@@ -40,6 +40,7 @@ DISTRO = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$", re.ASCII)
 CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:/@ -]{0,99}$", re.ASCII)
 REPOSITORY_NAME = re.compile(r"^[\w.-]{1,64}$", re.ASCII)
 REPOSITORY_URL = re.compile(r"^https?://[A-Za-z0-9._~:/%+-]{1,500}$", re.ASCII)
+ESCAPING_URL_PATH = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//|%2e|%2f|%5c", re.IGNORECASE)
 REPOSITORY_KEY = re.compile(r"^[A-Za-z0-9+/]{40,120}={0,2}$", re.ASCII)
 
 FILESYSTEMS = ("squashfs", "ext4", "ubifs", "jffs2")
@@ -239,6 +240,10 @@ def _defaults(value: Any, config: Config) -> str:
         )
     if "\x00" in value:
         raise RequestError("defaults must not contain NUL bytes")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError("defaults must be UTF-8 text, not lone surrogates") from None
     return value
 
 
@@ -281,12 +286,23 @@ def _repositories(value: Any, config: Config) -> dict[str, str]:
             raise RequestError(f"repositories: name {_show(name)} is not valid")
         if not isinstance(url, str) or not REPOSITORY_URL.fullmatch(url):
             raise RequestError(f"repositories: URL of {name} is not an http(s) URL")
-        if not any(url.startswith(allowed) for allowed in config.repository_allow_list):
+        if not _feed_allowed(url, config.repository_allow_list):
             raise RequestError(
                 f"repositories: {_show(url)} is not on this server's allow-list"
             )
         result[name] = url
     return result
+
+
+def _feed_allowed(url: str, allow_list: tuple[str, ...]) -> bool:
+    """Whether ``url`` lies below an allowed prefix, in whole path segments, with
+    nothing a server would resolve to another place (``..``, ``//``, ``%2e``)."""
+    if ESCAPING_URL_PATH.search(url.split("://", 1)[1]):
+        return False
+    return any(
+        url == prefix or url.startswith(prefix.rstrip("/") + "/")
+        for prefix in allow_list
+    )
 
 
 def _repository_keys(value: Any) -> tuple[str, ...]:

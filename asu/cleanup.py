@@ -3,7 +3,8 @@
 - ``store/<hash>/`` directories whose build result has expired from Redis;
 - unpacked ImageBuilders not used for ``imagebuilder_ttl`` (every build touches
   the one it uses);
-- scratch directories of jobs that died (older than twice the job timeout).
+- scratch directories of jobs that died (older than twice the job timeout);
+- builds a dead worker was moving into the store (as old).
 """
 
 from __future__ import annotations
@@ -54,12 +55,20 @@ def abandoned_scratch(config: Config) -> list[Path]:
     return _older_than(scratch, 2 * config.job_timeout)
 
 
+def abandoned_staging(config: Config) -> list[Path]:
+    """Builds that a dead worker was moving into the store (``.<hash>.*``)."""
+    store = config.store_path
+    staged = list(store.glob(".*")) if store.is_dir() else []
+    return _older_than(staged, 2 * config.job_timeout)
+
+
 def cleanup(config: Config, connection: Redis) -> list[Path]:
     """Remove everything above; returns what was removed."""
     removed = [
         *expired_builds(config, connection),
         *unused_imagebuilders(config),
         *abandoned_scratch(config),
+        *abandoned_staging(config),
     ]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)

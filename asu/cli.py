@@ -17,13 +17,20 @@ from asu.build_queue import get_queue
 def worker_command(burst: bool, name: str | None) -> None:
     """Run one RQ worker that builds images."""
     connection = current_app.extensions["redis"]
-    worker = Worker([get_queue(connection)], connection=connection, name=name)
+    worker = Worker(
+        [get_queue(connection)],
+        connection=connection,
+        name=name,
+        job_monitoring_interval=current_app.config["ASU"].worker_heartbeat_interval,
+    )
     worker.work(burst=burst, logging_level="INFO")
 
 
 def register(app) -> None:
     """Add the commands to the app's ``flask`` CLI."""
     from asu.cleanup import cleanup_command
+    from asu.janitor_cli import janitor_group
 
     app.cli.add_command(worker_command)
     app.cli.add_command(cleanup_command)
+    app.cli.add_command(janitor_group)

@@ -59,6 +59,9 @@ class Config:
     public_path: Path = Path("public")
     cache_path: Path = Path("cache")
     port: int = 8000
+    listen: str = "127.0.0.1"
+    workers: int = 0
+    janitor_interval: Duration = Duration(600)
     server_contact: str = "info@openwrt.org"
     allow_defaults: bool = True
     max_defaults_length: int = 20480
@@ -70,7 +73,13 @@ class Config:
     job_timeout: Duration = Duration(600)
     imagebuilder_ttl: Duration = Duration(2 * 86400)
     branches: dict = field(default_factory=dict)
+    distributions: dict = field(default_factory=dict)
     repository_allow_list: tuple[str, ...] = ()
+    max_request_bytes: int = 256 * 1024
+    max_builds_per_client: int = 50
+    client_builds_window: Duration = Duration(3600)
+    trusted_proxies: int = 0
+    worker_heartbeat_interval: Duration = Duration(30)
 
     @property
     def store_path(self) -> Path:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import urllib.error
@@ -19,11 +17,12 @@ import urllib.request
 from pathlib import Path
 
 from asu.local_services import (
+    ProcessGroup,
+    flask_command,
     free_port,
+    gunicorn_command,
     http_ok,
-    spawn,
     start_redis,
-    stop,
     wait_until,
 )
 from asu.offline.tree import generate, signing_key
@@ -43,25 +42,6 @@ EXAMPLE_REQUEST = {
 }
 
 
-class Demo:
-    """The processes of one demo run, stopped in reverse order of start."""
-
-    def __init__(self) -> None:
-        self.processes: list[tuple[str, subprocess.Popen]] = []
-        self.stopping = threading.Event()
-
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None):
-        proc = spawn(args, log_path=LOGS / f"{name}.log", env=env)
-        self.processes.append((name, proc))
-        return proc
-
-    def stop_all(self) -> None:
-        for name, proc in reversed(self.processes):
-            print(f"stopping {name} (pid {proc.pid})", flush=True)
-            stop(proc)
-        self.processes.clear()
-
-
 def _environment(upstream_url: str, redis_url: str) -> dict[str, str]:
     """The configuration every child process gets; the user's ASU_* values win."""
     defaults = {
@@ -77,19 +57,13 @@ def _environment(upstream_url: str, redis_url: str) -> dict[str, str]:
 def run() -> int:
     """Bring the demo up, wait for a signal, bring it down."""
     LOGS.mkdir(parents=True, exist_ok=True)
-    demo = Demo()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: demo.stopping.set())
-    try:
-        _bring_up(demo)
-        demo.stopping.wait()
-    finally:
-        demo.stop_all()
+    demo = ProcessGroup(LOGS)
+    status = demo.run(lambda: _bring_up(demo))
     print("demo stopped", flush=True)
-    return 0
+    return status
 
 
-def _bring_up(demo: Demo) -> None:
+def _bring_up(demo: ProcessGroup) -> None:
     if not (UPSTREAM_TREE / ".versions.json").exists():
         print(f"generating the offline upstream in {UPSTREAM_TREE} ...", flush=True)
         generate(UPSTREAM_TREE)
@@ -105,29 +79,14 @@ def _bring_up(demo: Demo) -> None:
     redis_url = os.environ.get("ASU_REDIS_URL", "")
     if not redis_url:
         redis_proc, redis_url = start_redis(DEMO / "redis")
-        demo.processes.append(("redis-server", redis_proc))
+        demo.adopt("redis-server", redis_proc)
     print(f"redis: {redis_url}", flush=True)
 
     env = _environment(upstream_url, redis_url)
-    demo.start("worker", [python, "-m", "flask", "--app", "asu", "worker"], env)
+    demo.start("worker", flask_command("worker"), env)
     port = int(os.environ.get("ASU_PORT", "8000"))
     url = f"http://127.0.0.1:{port}"
-    web = demo.start(
-        "web",
-        [
-            python,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "asu:create_app()",
-        ],
-        env,
-    )
+    web = demo.start("web", gunicorn_command(f"127.0.0.1:{port}"), env)
     wait_until(lambda: _workers_seen(url) > 0, f"web server on {url}", web)
     _print_welcome(url)
     _show_one_build(url, demo.stopping)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from asu.build_request import RequestError
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +24,28 @@ def error_response(status: int, detail: str, headers: dict | None = None, **extr
     return response
 
 
+def _describe(error: HTTPException) -> str:
+    if isinstance(error, RequestEntityTooLarge):
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return f"the request body is larger than the {limit} bytes this server accepts"
+    return error.description or error.name
+
+
 def register(app: Flask) -> None:
     """Install the handlers that turn exceptions into JSON answers."""
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        return error_response(error.code or 500, error.description or error.name)
+        headers = {
+            name: value
+            for name, value in error.get_headers()
+            if name.lower() != "content-type"
+        }
+        return error_response(error.code or 500, _describe(error), headers)
+
+    @app.errorhandler(RequestError)
+    def refused(error: RequestError):
+        return error_response(error.status, error.detail, error.headers)
 
     @app.errorhandler(redis.RedisError)
     def backend_down(error: redis.RedisError):

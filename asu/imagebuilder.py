@@ -15,8 +15,11 @@ names another archive.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
+import lzma
+import os
 import re
 import shutil
 import subprocess
@@ -25,7 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import requests
 
@@ -139,7 +142,7 @@ def _fetch_and_unpack(
             download = Path(scratch) / archive.name
             _download(http, address, download, archive.sha256)
             progress("unpack_imagebuilder")
-            top = _unpack(download, archive.kind, Path(scratch) / "tree")
+            top = unpack(download, archive.kind, Path(scratch) / "tree")
             base.mkdir(parents=True, exist_ok=True)
             top.rename(unpacked)
 
@@ -163,8 +166,12 @@ def _download(http: requests.Session, address: str, dest: Path, sha256: str) -> 
         )
 
 
-def _unpack(archive: Path, kind: str, dest: Path) -> Path:
-    """Extract safely into ``dest``; return the archive's single top directory."""
+def unpack(archive: Path, kind: str, dest: Path) -> Path:
+    """Extract ``archive`` (``xz`` or ``zst``) safely into ``dest``, which must not
+    exist yet; return the archive's single top directory.
+
+    A full disk is not the archive's fault: that error is raised as it is.
+    """
     dest.mkdir()
     try:
         if kind == "xz":
@@ -172,10 +179,12 @@ def _unpack(archive: Path, kind: str, dest: Path) -> Path:
                 _extract(tar, dest)
         else:
             _extract_zst(archive, dest)
-    except (tarfile.TarError, EOFError, OSError) as error:
+    except (tarfile.TarError, lzma.LZMAError, EOFError, OSError) as error:
+        if getattr(error, "errno", None) == errno.ENOSPC:
+            raise
         raise ImageBuilderError(f"unusable ImageBuilder archive: {error}") from None
     tops = list(dest.iterdir())
-    if len(tops) != 1 or not (tops[0] / "Makefile").is_file():
+    if len(tops) != 1 or tops[0].is_symlink() or not (tops[0] / "Makefile").is_file():
         raise ImageBuilderError("the ImageBuilder archive has no single top directory")
     return tops[0]
 
@@ -194,13 +203,64 @@ def _extract_zst(archive: Path, dest: Path) -> None:
 
 
 def _extract(tar: tarfile.TarFile, dest: Path) -> None:
-    """Refuse members that would land or point outside ``dest`` or are devices."""
+    """Refuse members that would land or point outside ``dest`` or are devices.
+
+    Python's ``data`` filter resolves paths with ``realpath``, which older Pythons
+    let a long chain of links fool, so the members are first held to stricter,
+    purely lexical rules: plain names, written once, never through a link, links
+    that stay inside. The filter then drops owners and unsafe modes.
+    """
     for member in tar:
+        _check_member(member, dest)
         try:
             member = tarfile.data_filter(member, str(dest))
         except tarfile.FilterError as error:
             raise ImageBuilderError(f"unsafe ImageBuilder archive: {error}") from None
         tar.extract(member, dest, filter="fully_trusted")
+
+
+def _unsafe(member: tarfile.TarInfo, why: str) -> ImageBuilderError:
+    return ImageBuilderError(f"unsafe ImageBuilder archive: {member.name!r} {why}")
+
+
+def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        raise _unsafe(member, "is a device, FIFO or other special file")
+    path = _path_below(dest, member.name, member)
+    a_directory_again = member.isdir() and path.is_dir() and not path.is_symlink()
+    if os.path.lexists(path) and not a_directory_again:
+        raise _unsafe(member, "appears twice")
+    if member.issym():
+        pointed = PurePosixPath(member.name).parent / member.linkname
+        if member.linkname.startswith("/") or not _stays_inside(pointed):
+            raise _unsafe(member, f"links outside the archive ({member.linkname})")
+    if member.islnk():
+        target = _path_below(dest, member.linkname, member)
+        if target.is_symlink() or not target.is_file():
+            raise _unsafe(member, f"is a hard link to {member.linkname!r}, no file")
+
+
+def _path_below(dest: Path, name: str, member: tarfile.TarInfo) -> Path:
+    """``dest/name`` for a plain relative ``name`` not reached through a link."""
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts:
+        raise _unsafe(member, "is not a plain relative path")
+    path = dest
+    for part in parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise _unsafe(member, f"would be written through the link {part!r}")
+    return dest.joinpath(*parts)
+
+
+def _stays_inside(path: PurePosixPath) -> bool:
+    """Whether a relative path, ``..`` resolved as written, stays at or below ``.``."""
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return False
+    return True
 
 
 def copy_for_job(source: Path, dest: Path) -> Path:

@@ -50,6 +50,11 @@ def feed_provides(distro: str, version: str, arch: str, feed: str) -> str:
     return f"{PREFIX}:pkgs:{distro}:{version}:feed:{arch}:{feed}:provides"
 
 
+def feed_arches(distro: str, version: str) -> str:
+    """Set of the package architectures whose feeds the janitor has loaded."""
+    return f"{PREFIX}:meta:{distro}:{version}:feed_arches"
+
+
 def version_info(distro: str, version: str) -> str:
     """Hash: ``index`` (the index file name that version uses), ``revision``
     (lowest revision number of its targets), ``source_date_epoch`` (earliest)."""
@@ -89,3 +94,52 @@ def image(image_hash: str) -> str:
 def manifest(manifest_hash: str) -> str:
     """JSON manifest ``{package: version}`` with this sha256 (image_index)."""
     return f"{PREFIX}:manifest:{manifest_hash}"
+
+
+# -- statistics (asu.stats) -------------------------------------------------------
+
+
+def stats_totals() -> str:
+    """Hash of counters since the start: requests by outcome, builds by result."""
+    return f"{PREFIX}:stats:totals"
+
+
+def stats_day(day: str) -> str:
+    """Hash of the same counters for one UTC day (``YYYY-MM-DD``); expires."""
+    return f"{PREFIX}:stats:day:{day}"
+
+
+def stats_failures() -> str:
+    """Hash ``{error kind: failed builds}``."""
+    return f"{PREFIX}:stats:failures"
+
+
+def stats_histogram(name: str) -> str:
+    """Hash of one duration histogram: a count per bucket bound, ``sum``, ``count``."""
+    return f"{PREFIX}:stats:histogram:{name}"
+
+
+def stats_top(name: str) -> str:
+    """Sorted set ``{member: count}``: versions, targets, profiles, clients, …"""
+    return f"{PREFIX}:stats:top:{name}"
+
+
+# -- the web page (asu.devices) ---------------------------------------------------
+
+
+def web_versions(distro: str) -> str:
+    """JSON list of versions offered when the janitor has written no overview."""
+    return f"{PREFIX}:web:{distro}:versions"
+
+
+def web_devices(distro: str, version: str) -> str:
+    """JSON list of one version's devices, reduced for the page's search."""
+    return f"{PREFIX}:web:{distro}:{version}:devices"
+
+
+# -- limits (asu.limits) ------------------------------------------------------------
+
+
+def client_builds(client: str) -> str:
+    """Counter of the new builds one client asked for in the current window."""
+    return f"{PREFIX}:limit:builds:{client}"

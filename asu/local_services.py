@@ -12,6 +12,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -105,14 +107,23 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 def start_redis(
-    data_dir: Path, port: int | None = None
+    data_dir: Path, port: int | None = None, persistent: bool = False
 ) -> tuple[subprocess.Popen, str]:
-    """A private ``redis-server`` on loopback keeping its files in ``data_dir``."""
+    """A private ``redis-server`` on loopback keeping its files in ``data_dir``.
+
+    ``persistent``: an append-only file and snapshots in ``data_dir`` keep the data
+    across restarts, and the log goes to our stdout (``make run``); otherwise
+    nothing is written but ``redis.log`` (tests, ``make demo``).
+    """
     binary = shutil.which("redis-server")
     if not binary:
         raise ServiceError("redis-server is not installed (Debian: redis-server)")
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    if persistent:
+        keeping = ["--appendonly", "yes", "--save", "3600 1 300 100 60 10000"]
+    else:
+        keeping = ["--save", "", "--appendonly", "no"]
     proc = spawn(
         [
             binary,
@@ -122,16 +133,86 @@ def start_redis(
             str(port),
             "--dir",
             str(data_dir.resolve()),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
+            *keeping,
             "--daemonize",
             "no",
             "--logfile",
             "",
         ],
-        log_path=data_dir / "redis.log",
+        log_path=None if persistent else data_dir / "redis.log",
     )
     wait_until(lambda: port_open(port), f"redis-server on port {port}", proc)
     return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def flask_command(*args: str) -> list[str]:
+    """``flask --app asu <args>`` with this interpreter."""
+    return [sys.executable, "-m", "flask", "--app", "asu", *args]
+
+
+def gunicorn_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+    """gunicorn serving the app on ``bind`` (``host:port``)."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "asu:create_app()",
+    ]
+
+
+class ProcessGroup:
+    """The processes of one run (``make demo``, ``make run``), stopped together
+    in reverse order of start; output to ``log_dir/<name>.log`` or our stdout."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
+        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = threading.Event()
+
+    def start(
+        self, name: str, args: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen:
+        log_path = self.log_dir / f"{name}.log" if self.log_dir else None
+        return self.adopt(name, spawn(args, log_path=log_path, env=env))
+
+    def adopt(self, name: str, proc: subprocess.Popen) -> subprocess.Popen:
+        """Stop ``proc`` with the others (it was started elsewhere)."""
+        self.processes.append((name, proc))
+        return proc
+
+    def exited(self) -> str | None:
+        """The name of a process that has ended, if one has."""
+        return next((name for name, p in self.processes if p.poll() is not None), None)
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.processes):
+            print(f"stopping {name} (pid {proc.pid})", flush=True)
+            stop(proc)
+        self.processes.clear()
+
+    def run(self, bring_up: Callable[[], None], watch: bool = False) -> int:
+        """Bring everything up, wait for SIGINT or SIGTERM, stop everything.
+
+        ``watch``: also stop, with status 1, when one of the processes ends on
+        its own, so that a supervisor (systemd, a container engine) restarts us.
+        """
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        status = 0
+        try:
+            bring_up()
+            while not self.stopping.wait(0.5):
+                dead = self.exited() if watch else None
+                if dead:
+                    print(f"{dead} exited on its own; stopping", flush=True)
+                    status = 1
+                    break
+        finally:
+            self.stop_all()
+        return status

@@ -1,8 +1,10 @@
-"""What upstream publishes about a version: its targets and their profiles.
+"""What upstream publishes about a version: its targets, profiles and revisions.
 
 Read through Redis: the janitor fills these keys in bulk; a key it has not filled
 is fetched from upstream on first use and kept for a while, so that the first
-request for a version works before any janitor run.
+request for a version works before any janitor run. Where the janitor has loaded
+a target, profile names are looked up in its small ``profile_names`` hash instead
+of parsing the whole ``profiles.json``.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from typing import Any
 
 import redis
 
-from asu import keys, upstream
-from asu.build_request import BuildRequest, RequestError
+from asu import distributions, keys, upstream
+from asu.build_request import PROFILE, BuildRequest, RequestError
 from asu.config import Config
+from asu.distributions import Distribution
 
 #: Seconds a fetched (not janitor-loaded) answer is kept.
 FETCHED_TTL = 300
+#: The ``profile_names`` field naming the profile every other name maps to.
+FALLBACK = "*"
 
 
 def _cached_json(
-    connection: redis.Redis, key: str, config: Config, path: str
+    connection: redis.Redis, key: str, distribution: Distribution, path: str
 ) -> Any | None:
     """The JSON at ``key``, else fetched from ``path`` upstream; None if absent."""
     cached = connection.get(key)
@@ -30,7 +35,7 @@ def _cached_json(
         return json.loads(cached) if cached != b"null" else None
     http = upstream.session()
     try:
-        data = upstream.get(http, upstream.url(config, path)).json()
+        data = upstream.get(http, distribution.url(path)).json()
     except upstream.UpstreamError:
         data = None
     except ValueError:
@@ -39,10 +44,22 @@ def _cached_json(
     return data
 
 
+def distribution(config: Config, name: str) -> Distribution:
+    """The configured distribution ``name``; 404 when there is none."""
+    found = distributions.get(config, name)
+    if found is None:
+        known = ", ".join(distributions.distributions(config))
+        raise RequestError(
+            f"unknown distribution {name} (this server has {known})", 404
+        )
+    return found
+
+
 def targets(connection: redis.Redis, config: Config, distro: str, version: str):
     """``{target: arch}`` of ``version``, or None when upstream has no such version."""
     path = f"{upstream.release_path(version)}/.targets.json"
-    return _cached_json(connection, keys.targets(distro, version), config, path)
+    key = keys.targets(distro, version)
+    return _cached_json(connection, key, distribution(config, distro), path)
 
 
 def profiles(
@@ -51,7 +68,49 @@ def profiles(
     """The ``profiles.json`` of ``version``/``target``, or None."""
     path = f"{upstream.target_path(version, target)}/profiles.json"
     key = keys.profiles(distro, version, target)
-    return _cached_json(connection, key, config, path)
+    return _cached_json(connection, key, distribution(config, distro), path)
+
+
+def profile_names(profiles_json: dict) -> dict[str, str]:
+    """Every name a client may send for a profile, with the profile id it means.
+
+    Ids first, then each ``supported_devices`` entry as sent (``tplink,archer-c7-v5``)
+    and with ``,`` as ``_``; the first profile listing an alias keeps it. A target
+    whose only profile is ``generic`` maps every other name to it (``*``).
+    """
+    available = profiles_json.get("profiles", {})
+    names = {pid: pid for pid in available if PROFILE.fullmatch(pid)}
+    for profile_id in sorted(available):
+        for alias in available[profile_id].get("supported_devices", ()):
+            for name in (alias, alias.replace(",", "_")):
+                if PROFILE.fullmatch(name):
+                    names.setdefault(name, profile_id)
+    if list(available) == ["generic"]:
+        names[FALLBACK] = "generic"
+    return names
+
+
+def resolve_profile(requested: str, profiles_json: dict) -> str | None:
+    """The profile id ``requested`` names: an id, a board name, or an alias."""
+    names = profile_names(profiles_json)
+    for candidate in (requested, requested.replace(",", "_"), FALLBACK):
+        if candidate in names:
+            return names[candidate]
+    return None
+
+
+def _loaded_profile(
+    connection: redis.Redis, request: BuildRequest
+) -> tuple[bool, str | None]:
+    """(loaded, profile id) from the janitor's ``profile_names`` hash."""
+    key = keys.profile_names(request.distro, request.version, request.target)
+    candidates = (request.profile, request.profile.replace(",", "_"), FALLBACK)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.exists(key)
+        pipe.hmget(key, candidates)
+        exists, found = pipe.execute()
+    profile = next((value.decode() for value in found if value is not None), None)
+    return bool(exists), profile
 
 
 def _suggest(name: str, known) -> str:
@@ -59,25 +118,34 @@ def _suggest(name: str, known) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
-def resolve_profile(requested: str, profiles_json: dict) -> str | None:
-    """The profile id ``requested`` names: an id, a board name, or an alias."""
-    available = profiles_json.get("profiles", {})
-    for candidate in (requested, requested.replace(",", "_")):
-        if candidate in available:
-            return candidate
-    for profile_id, entry in available.items():
-        if requested in entry.get("supported_devices", ()):
-            return profile_id
-    if list(available) == ["generic"]:
-        return "generic"
-    return None
-
-
 def resolve(
     connection: redis.Redis, config: Config, request: BuildRequest
 ) -> BuildRequest:
-    """Check version, target and profile against upstream; return the request with
-    the profile id it resolves to, or raise a 404 naming what is unknown."""
+    """Check distribution, version, target and profile; return the request with
+    the profile id it resolves to, or raise a 404 naming what is unknown.
+
+    A target the janitor loaded costs one round trip to Redis.
+    """
+    distribution(config, request.distro)
+    loaded, profile = _loaded_profile(connection, request)
+    if profile is not None:
+        return request.with_profile(profile)
+    profiles_json = _target_profiles(connection, config, request)
+    if not loaded:
+        profile = resolve_profile(request.profile, profiles_json)
+    if profile is None:
+        raise RequestError(
+            f"unknown profile {request.profile} for {request.target}"
+            + _suggest(request.profile.replace(",", "_"), profiles_json["profiles"]),
+            status=404,
+        )
+    return request.with_profile(profile)
+
+
+def _target_profiles(
+    connection: redis.Redis, config: Config, request: BuildRequest
+) -> dict:
+    """The request's ``profiles.json``, or a 404 for its version or target."""
     known_targets = targets(connection, config, request.distro, request.version)
     if known_targets is None:
         raise RequestError(f"unknown version {request.version}", status=404)
@@ -94,11 +162,45 @@ def resolve(
         raise RequestError(
             f"no profiles published for {request.version} {request.target}", 404
         )
-    profile = resolve_profile(request.profile, profiles_json)
-    if profile is None:
-        raise RequestError(
-            f"unknown profile {request.profile} for {request.target}"
-            + _suggest(request.profile.replace(",", "_"), profiles_json["profiles"]),
-            status=404,
-        )
-    return request.with_profile(profile)
+    return profiles_json
+
+
+def find_target(
+    connection: redis.Redis, config: Config, distro: str, version: str, profile: str
+) -> str | None:
+    """The target one of whose profiles ``profile`` names (for clients that send
+    no target), or None. Loaded targets are asked in one round trip; the others
+    are read through."""
+    known = sorted(targets(connection, config, distro, version) or {})
+    candidates = (profile, profile.replace(",", "_"))
+    with connection.pipeline(transaction=False) as pipe:
+        for target in known:
+            pipe.exists(keys.profile_names(distro, version, target))
+            pipe.hmget(keys.profile_names(distro, version, target), candidates)
+        answers = pipe.execute()
+    loaded = dict(
+        zip(known, zip(answers[::2], answers[1::2], strict=True), strict=True)
+    )
+    for target, (exists, found) in loaded.items():
+        if any(found):
+            return target
+        if not exists:
+            profiles_json = profiles(connection, config, distro, version, target)
+            names = profile_names(profiles_json or {})
+            if any(name in names for name in candidates):
+                return target
+    return None
+
+
+def revision(
+    connection: redis.Redis, config: Config, distro: str, version: str, target: str
+) -> str | None:
+    """The revision (``version_code``) ``version``/``target`` is at, or None."""
+    loaded = connection.hget(keys.target_info(distro, version, target), "revision")
+    if loaded is not None:
+        return loaded.decode()
+    known_targets = targets(connection, config, distro, version)
+    if not known_targets or target not in known_targets:
+        return None
+    profiles_json = profiles(connection, config, distro, version, target)
+    return (profiles_json or {}).get("version_code") or None

@@ -5,17 +5,22 @@ of ``/etc`` programs need), a private ``/tmp``, its own ``/proc`` and ``/dev``, 
 nothing of the server: not the configuration, the keys, Redis, the store nor other
 jobs. Only the job's scratch directory is writable. It has its own user, PID, IPC
 and network namespaces (the network only when asked for), no capabilities, and
-limits on time, memory, file size and captured output. A worker running as root
-sets the sandbox up as root and runs the command as ``nobody`` with every
-capability dropped (``setpriv``); any other user runs all of it unprivileged.
+limits on time, memory, file size, the size of ``/tmp`` and captured output.
+A worker running as root sets the sandbox up as root and runs the command as
+``nobody`` with every capability dropped (``setpriv``); any other user runs all
+of it unprivileged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import selectors
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,8 @@ JOB_DIR = "/job"
 UNPRIVILEGED = 65534
 #: Environment the command gets; nothing else leaks in from the worker.
 BASE_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+#: Bytes read from the command's pipes at a time.
+READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Limits:
     memory_bytes: int = 4 << 30
     file_bytes: int = 2 << 30
     output_bytes: int = 1 << 20
+    tmp_bytes: int = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,11 @@ class Result:
 
 
 def bwrap_command(
-    command: Sequence[str], job_dir: Path, cwd: str = "", network: bool = False
+    command: Sequence[str],
+    job_dir: Path,
+    cwd: str = "",
+    network: bool = False,
+    tmp_bytes: int = Limits.tmp_bytes,
 ) -> list[str]:
     """The ``bwrap`` argument list running ``command`` in ``JOB_DIR/cwd``.
 
@@ -81,7 +93,7 @@ def bwrap_command(
     args += [
         "--proc", "/proc",
         "--dev", "/dev",
-        "--perms", "1777", "--tmpfs", "/tmp",
+        "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
         "--bind", str(job_dir.resolve()), JOB_DIR,
         "--chdir", f"{JOB_DIR}/{cwd}".rstrip("/"),
         "--clearenv",
@@ -123,9 +135,23 @@ def _limit(limits: Limits):
     return apply
 
 
-def _cut(data: bytes, limit: int) -> str:
-    text = data[-limit:].decode("utf-8", "replace")
-    return text if len(data) <= limit else "[... output cut ...]\n" + text
+class _Tail:
+    """The last ``limit`` bytes a stream wrote, however much it wrote."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.data += chunk
+        del self.data[: -self.limit]
+
+    def text(self) -> str:
+        text = self.data.decode("utf-8", "replace")
+        cut = self.total - len(self.data)
+        return f"[... {cut} bytes of output cut ...]\n{text}" if cut else text
 
 
 def run(
@@ -135,26 +161,60 @@ def run(
     limits: Limits = Limits(),
     network: bool = False,
 ) -> Result:
-    """Run ``command`` sandboxed in ``JOB_DIR/cwd``; never raises for its failures."""
+    """Run ``command`` sandboxed in ``JOB_DIR/cwd``; never raises for its failures.
+
+    Output is read as it comes and only the last ``output_bytes`` of each stream
+    are kept, so a command that prints without end costs no memory.
+    """
+    stdout, stderr = _Tail(limits.output_bytes), _Tail(limits.output_bytes)
+    deadline = time.monotonic() + limits.timeout
+    with subprocess.Popen(
+        bwrap_command(command, job_dir, cwd, network, limits.tmp_bytes),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=BASE_ENV,  # bwrap's own, readable in /proc/1/environ by the sandbox
+        preexec_fn=_limit(limits),
+        start_new_session=True,
+    ) as proc:
+        streams = {proc.stdout: stdout, proc.stderr: stderr}
+        finished = _read_until(deadline, streams) and _wait_until(proc, deadline)
+        if not finished:
+            _kill(proc)
+    if not finished:
+        stopped = f"\nstopped after {limits.timeout:.0f} s"
+        return Result(-1, stdout.text(), stderr.text() + stopped, timed_out=True)
+    return Result(proc.returncode, stdout.text(), stderr.text())
+
+
+def _read_until(deadline: float, streams: dict) -> bool:
+    """Read every stream into its tail until all are closed (True) or time is up."""
+    with selectors.DefaultSelector() as selector:
+        for stream in streams:
+            selector.register(stream, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fd, READ_CHUNK)
+                if chunk:
+                    streams[key.fileobj].add(chunk)
+                else:
+                    selector.unregister(key.fileobj)
+    return True
+
+
+def _wait_until(proc: subprocess.Popen, deadline: float) -> bool:
     try:
-        proc = subprocess.run(
-            bwrap_command(command, job_dir, cwd, network),
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=limits.timeout,
-            preexec_fn=_limit(limits),
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired as expired:
-        return Result(
-            returncode=-1,
-            stdout=_cut(expired.stdout or b"", limits.output_bytes),
-            stderr=_cut(expired.stderr or b"", limits.output_bytes)
-            + f"\nstopped after {limits.timeout:.0f} s",
-            timed_out=True,
-        )
-    return Result(
-        returncode=proc.returncode,
-        stdout=_cut(proc.stdout, limits.output_bytes),
-        stderr=_cut(proc.stderr, limits.output_bytes),
-    )
+        proc.wait(max(deadline - time.monotonic(), 0.1))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill ``bwrap``; its sandbox, a PID namespace, dies with it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -45,7 +45,7 @@ def store_file(filename: str):
     """One file of a finished build."""
     store = str(current_app.config["ASU"].store_path.resolve())
     path = safe_join(store, filename)
-    if path is None or _has_link(store, path):
+    if path is None or _being_written(filename) or _has_link(store, path):
         raise NotFound("no such file in the store")
     try:
         mode = os.lstat(path).st_mode
@@ -54,6 +54,12 @@ def store_file(filename: str):
     if not stat.S_ISREG(mode):
         raise NotFound("no such file in the store")
     return send_file(path, mimetype=_content_type(path), conditional=True, etag=True)
+
+
+def _being_written(filename: str) -> bool:
+    """Whether ``filename`` is in a build still being moved into the store: those
+    are staged in ``.<hash>.*`` and appear under ``<hash>`` in one rename."""
+    return filename.lstrip("/").startswith(".")
 
 
 def _has_link(store: str, path: str) -> bool:

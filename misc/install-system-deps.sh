@@ -13,6 +13,13 @@ command -v xz >/dev/null 2>&1 || need="$need xz-utils"
 command -v mke2fs >/dev/null 2>&1 || need="$need e2fsprogs"
 command -v make >/dev/null 2>&1 || need="$need make"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
+# For the tests of the web page (headless Chromium), the nginx configuration, the
+# compose file and the systemd units.
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
+[ -x /usr/sbin/nginx ] || need="$need nginx-light"
+command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 
 [ -z "$need" ] && exit 0
 

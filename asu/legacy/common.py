@@ -12,7 +12,7 @@ import redis
 from flask import current_app, request
 from rq.job import Job
 
-from asu import build_queue, metadata
+from asu import build_queue, metadata, request_body
 from asu.build_request import RequestError, parse_build_request
 from asu.config import Config
 
@@ -29,11 +29,8 @@ def config() -> Config:
 
 
 def json_body() -> Mapping[str, Any]:
-    """The request's JSON object, or a 400."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, Mapping):
-        raise RequestError("the request body must be a JSON object")
-    return body
+    """The request's JSON object, or a 400 (413 when too big)."""
+    return request_body.json_object(request)
 
 
 def _packages(value: Any) -> Any:

@@ -20,6 +20,8 @@ class _Handler(SimpleHTTPRequestHandler):
 
     server: UpstreamServer
     protocol_version = "HTTP/1.1"
+    # Small answers on a kept-alive connection otherwise wait for the peer's ACK.
+    disable_nagle_algorithm = True
 
     def send_head(self):
         self._etag = None
@@ -37,6 +39,10 @@ class _Handler(SimpleHTTPRequestHandler):
         if getattr(self, "_etag", None):
             self.send_header("ETag", self._etag)
         super().end_headers()
+
+    def log_error(self, format, *args):
+        if not self.server.quiet:
+            super().log_error(format, *args)
 
     def log_request(self, code="-", size="-"):
         status = code.value if isinstance(code, HTTPStatus) else code

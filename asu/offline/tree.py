@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,19 +89,31 @@ def versions_json(all_releases: tuple[Release, ...]) -> dict:
     """``.versions.json``: what the upstream calls stable, oldstable and upcoming."""
     numbered = [r.version for r in all_releases if r.version != "SNAPSHOT"]
     return {
-        "stable_version": numbered[-1],
-        "oldstable_version": numbered[-2],
+        "stable_version": numbered[-1] if numbered else "",
+        "oldstable_version": numbered[-2] if len(numbered) > 1 else "",
         "upcoming_version": "",
         "versions_list": list(reversed(numbered)),
     }
 
 
-def generate(dest: Path, snapshot_version_code: str = SNAPSHOT_VERSION_CODE) -> Path:
-    """Write the whole tree to ``dest``, replacing what was there at once."""
+def generate(
+    dest: Path,
+    snapshot_version_code: str = SNAPSHOT_VERSION_CODE,
+    only: Collection[str] = (),
+    key: SecretKey | None = None,
+) -> Path:
+    """Write the whole tree to ``dest``, replacing what was there at once.
+
+    ``only`` (versions) writes a smaller tree of just those releases, and ``key``
+    signs it instead of the test key: a second distribution, or an upstream that
+    moved on, for tests.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    key = signing_key()
-    all_releases = releases(snapshot_version_code)
+    key = key or signing_key()
+    all_releases = tuple(
+        r for r in releases(snapshot_version_code) if not only or r.version in only
+    )
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         _write_json(work / ".versions.json", versions_json(all_releases))

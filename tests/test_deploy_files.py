@@ -1,0 +1,278 @@
+"""The files that run asu elsewhere: Dockerfile, docker-compose.yml, the systemd
+units and the nginx configuration. No container engine runs here, so each is
+checked with what can check it: hadolint, docker-compose's own validation, the
+cross-references between services, ``systemd-analyze verify``, the commands they
+start (run here with ``--help`` or gunicorn's ``--check-config``), and nginx
+itself serving a store in front of the app."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from string import Template
+
+import pytest
+import requests
+import yaml
+from conftest import REPO
+
+from asu.config import load_config
+from asu.local_services import free_port, port_open, spawn, stop, wait_until
+
+BIN = Path(sys.executable).parent
+SYSTEMD = REPO / "misc" / "systemd"
+NGINX_TEMPLATE = REPO / "misc" / "nginx" / "asu.conf.template"
+#: Where the units expect the installation; the tests map it onto this checkout.
+INSTALLED = "/srv/asu/.venv/bin/"
+
+
+def run_here(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a deployment's command with this checkout's virtualenv.
+
+    Flask commands get ``--help`` (click still rejects unknown options and
+    commands), gunicorn ``--check-config`` (it loads the app).
+    """
+    program = Path(argv[0]).name
+    check = ["--check-config"] if program == "gunicorn" else ["--help"]
+    command = [str(BIN / program), *argv[1:], *check]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASU_")}
+    env["ASU_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    return subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def assert_runs(argv: list[str], tmp_path: Path) -> None:
+    result = run_here(argv, tmp_path)
+    assert result.returncode == 0, f"{shlex.join(argv)}:\n{result.stderr}"
+
+
+# -- Dockerfile ---------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` with continuation lines joined."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        tuple(line.split(None, 1))
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = BIN / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "--config", str(REPO / ".hadolint.yaml"), "Dockerfile"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_copies_only_what_the_context_keeps():
+    kept = [
+        line[1:].rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    for instruction, arguments in dockerfile_instructions():
+        if instruction == "COPY":
+            *sources, _ = arguments.split()
+            for source in sources:
+                assert source.rstrip("/") in kept, f"{source} is not in the context"
+                assert (REPO / source).exists()
+
+
+def test_dockerfile_command_loads_the_app(tmp_path):
+    (cmd,) = [args for name, args in dockerfile_instructions() if name == "CMD"]
+    assert_runs(json.loads(cmd), tmp_path)
+
+
+# -- docker-compose.yml ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_file_is_valid_for_docker_compose():
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose is not installed (Debian package docker-compose)")
+    result = subprocess.run(
+        [tool, "-f", "docker-compose.yml", "config", "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_services_and_volumes_refer_to_each_other(compose):
+    services, volumes = compose["services"], compose["volumes"]
+    assert set(services) == {"redis", "server", "worker", "janitor", "nginx"}
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        for dependency in service.get("depends_on", ()):
+            assert dependency in services, f"{name} depends on {dependency}"
+        for mount in service.get("volumes", ()):
+            source = mount.split(":", 1)[0]
+            if source.startswith("."):
+                assert (REPO / source).is_file(), f"{name} mounts {source}"
+            else:
+                assert source in volumes, f"{name} mounts undeclared {source}"
+    # Redis keeps its data, and every app role shares the store and the key.
+    assert "--appendonly" in services["redis"]["command"]
+    for role in ("server", "worker", "janitor"):
+        mounts = {m.split(":")[0]: m.split(":")[1] for m in services[role]["volumes"]}
+        assert mounts == {"public": "/srv/asu/public", "cache": "/srv/asu/cache"}
+    assert "public:/srv/asu/public:ro" in services["nginx"]["volumes"]
+
+
+def test_compose_settings_are_real_config_keys(compose):
+    for name in ("server", "worker", "janitor"):
+        environ = {
+            k: str(v) for k, v in compose["services"][name]["environment"].items()
+        }
+        config = load_config(environ=environ)
+        assert config.redis_url == "redis://redis:6379/0"
+        assert str(config.store_path) == "/srv/asu/public/store"
+    assert load_config(environ={"ASU_TRUSTED_PROXIES": "1"}).trusted_proxies == 1
+
+
+def test_compose_commands_run(compose, tmp_path):
+    for name in ("worker", "janitor"):
+        assert_runs(compose["services"][name]["command"], tmp_path)
+    health = compose["services"]["server"]["healthcheck"]["test"]
+    assert "/api/v1/health" in health[-1]
+
+
+# -- systemd units ----------------------------------------------------------------
+
+
+def unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(path)
+    return parser
+
+
+def test_systemd_units_start_commands_that_run(tmp_path):
+    units = sorted(SYSTEMD.glob("*.service"))
+    assert {u.name for u in units} >= {
+        "asu-server.service",
+        "asu-worker@.service",
+        "asu-janitor.service",
+    }
+    for path in units:
+        service = unit(path)["Service"]
+        argv = shlex.split(service["ExecStart"])
+        assert argv[0].startswith(INSTALLED), path.name
+        argv = [
+            arg.replace("%i", "1").replace("%H", socket.gethostname()) for arg in argv
+        ]
+        assert_runs(argv, tmp_path)
+        assert service["WorkingDirectory"] == "/srv/asu"
+
+
+def test_systemd_units_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+    # The same units, pointed at this checkout instead of /srv/asu.
+    for path in SYSTEMD.iterdir():
+        text = path.read_text().replace(INSTALLED, f"{BIN}/")
+        (tmp_path / path.name).write_text(text.replace("=/srv/asu\n", f"={tmp_path}\n"))
+    (tmp_path / "asu-worker@1.service").symlink_to("asu-worker@.service")
+    names = [p.name for p in tmp_path.iterdir() if p.name != "asu-worker@.service"]
+    result = subprocess.run(
+        [analyze, "verify", *sorted(names)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "asu" not in result.stderr, result.stderr
+
+
+# -- nginx ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nginx(tmp_path, live_server, app_config):
+    """nginx from misc/nginx in front of the live app; yields its base URL."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.access(binary, os.X_OK):
+        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    port = free_port()
+    server = Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+        ASU_APP=live_server.removeprefix("http://"),
+        ASU_PUBLIC_PATH=str(Path(app_config["public_path"]).resolve()),
+        NGINX_PORT=str(port),
+    )
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    (prefix / "asu.conf").write_text(server)
+    user = "user root;" if os.geteuid() == 0 else ""
+    (prefix / "nginx.conf").write_text(
+        f"{user}\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
+        "events {}\nhttp {\n  include /etc/nginx/mime.types;\n"
+        f"  access_log off;\n  client_body_temp_path {prefix}/body;\n"
+        f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/asu.conf;\n}}\n"
+    )
+    command = [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+    command += ["-e", str(prefix / "error.log")]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    proc = spawn([*command, "-g", "daemon off;"], log_path=prefix / "output.log")
+    wait_until(lambda: port_open(port), "nginx", proc)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+def test_nginx_serves_json_and_store_from_disk_and_proxies_the_rest(nginx, app_config):
+    public = Path(app_config["public_path"])
+    overview = public / "json/v1/overview.json"
+    overview.parent.mkdir(parents=True)
+    overview.write_text('{"latest": ["23.05.4"]}')
+    image = public / "store" / ("a" * 64) / "openwrt-sysupgrade.bin"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"\x27\x05\x19\x56" * 1000)
+    (image.parent / "elsewhere.bin").symlink_to(overview)
+
+    # LuCI appends ?<timestamp>; the file is served all the same.
+    answer = requests.get(f"{nginx}/json/v1/overview.json?1700000000", timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"latest": ["23.05.4"]}
+    assert answer.headers["Cache-Control"] == "public, max-age=300"
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Server" in answer.headers and "gunicorn" not in answer.headers["Server"]
+
+    preflight = requests.options(f"{nginx}/store/{'a' * 64}/x.bin", timeout=5)
+    assert preflight.status_code == 204
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+
+    download = requests.get(f"{nginx}/store/{'a' * 64}/{image.name}", timeout=5)
+    assert download.content == image.read_bytes()
+    assert int(download.headers["Content-Length"]) == image.stat().st_size
+    assert download.headers["Content-Type"] == "application/octet-stream"
+    assert download.headers["Cache-Control"] == "public, max-age=3600"
+    assert download.headers["ETag"]
+    linked = requests.get(f"{nginx}/store/{'a' * 64}/elsewhere.bin", timeout=5)
+    assert linked.status_code in (403, 404)
+
+    health = requests.get(f"{nginx}//api/v1/health", timeout=5)
+    assert health.status_code == 200 and health.json()["redis"] is True
+    page = requests.get(f"{nginx}/", timeout=5)
+    assert page.status_code == 200 and "Build a firmware image" in page.text
+    assert requests.get(f"{nginx}/metrics", timeout=5).status_code == 200

@@ -1,0 +1,313 @@
+"""What an ImageBuilder can do to the server: nothing. Hostile ImageBuilders, signed
+by the trusted key and served by their own upstream, try to read the server's key,
+write outside their job, reach Redis, see other processes, exhaust memory, flood
+the log, outlive their time and smuggle a link to the key into the store; a real
+worker builds with them and each attempt fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import redis
+from clients import X86_APK, wait_for
+from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
+
+from asu import sandbox
+from asu.config import load_config
+from asu.offline.server import UpstreamServer
+from asu.signing import server_key
+
+C7_2305 = {
+    "version": "23.05.4",
+    "target": "ath79/generic",
+    "profile": "tplink_archer-c7-v5",
+}
+
+PROBE = r"""
+import json, os, socket, sys
+
+config = json.load(open(os.path.join(os.path.dirname(__file__), "probe.json")))
+
+
+def attempt(name, action):
+    try:
+        detail = action()
+    except BaseException as error:
+        print(f"PROBE {name}: blocked ({type(error).__name__})")
+    else:
+        print(f"PROBE {name}: POSSIBLE {detail!r}"[:300])
+
+
+def read(path):
+    with open(path, "rb") as handle:
+        return len(handle.read())
+
+
+def write(path):
+    with open(path, "w") as handle:
+        handle.write("written from inside the sandbox")
+    return path
+
+
+def visible(path):
+    if not os.path.lexists(path):
+        raise FileNotFoundError(path)
+    return path
+
+
+def connect(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"SET asu:sandbox-escaped 1\r\n")
+        return sock.recv(100)
+
+
+def secrets_in_environment():
+    leaked = [name for name in os.environ if "ASU" in name or "REDIS" in name]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if b"ASU_" in handle.read():
+                    leaked.append(f"/proc/{pid}/environ")
+        except OSError:
+            pass
+    if not leaked:
+        raise LookupError("nothing leaked")
+    return leaked
+
+
+def server_processes():
+    seen = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(word in command for word in ("flask", "redis-server", "gunicorn")):
+            seen.append(command[:80])
+    if not seen:
+        raise LookupError("only the sandbox's own processes")
+    return seen
+
+
+def become_root():
+    os.setuid(0)
+    return os.getuid()
+
+
+def use_memory():
+    return len(bytearray(6 << 30))
+
+
+attempt("read the server key", lambda: read(config["key"]))
+attempt("read the key by a relative path", lambda: read("/job/../../keys/server.key"))
+for path in config["hidden"]:
+    attempt(f"see {path}", lambda: visible(path))
+for path in config["write"]:
+    attempt(f"write {path}", lambda: write(path))
+attempt("connect to Redis", lambda: connect(config["redis_port"]))
+attempt("connect to the upstream", lambda: connect(config["upstream_port"]))
+attempt("find the server's secrets", secrets_in_environment)
+attempt("see the server's processes", server_processes)
+attempt("become root", become_root)
+attempt("allocate 6 GiB", use_memory)
+sys.stdout.flush()
+sys.stderr.write("flood " * (1 << 20))
+"""
+
+
+def probing_imagebuilder(settings: dict):
+    """An ImageBuilder whose ``make image`` runs the probes and then fails."""
+
+    def change(top: Path) -> None:
+        (top / "scripts" / "probe.py").write_text(PROBE)
+        (top / "scripts" / "probe.json").write_text(json.dumps(settings))
+        recipe = ["@python3 $(TOPDIR)/scripts/probe.py", "@exit 1"]
+        replace_make_target(top, "image", recipe)
+
+    return change
+
+
+def linking_imagebuilder(key: Path):
+    """An ImageBuilder that builds, then swaps its sysupgrade image for a link to
+    the server's key, which only the worker outside the sandbox could follow."""
+
+    def change(top: Path) -> None:
+        replace_make_target(
+            top,
+            "image",
+            [
+                "@$(IB) image",
+                f"@for f in $(BIN_DIR)/*sysupgrade*; do rm $$f; ln -s {key} $$f; done",
+            ],
+        )
+
+    return change
+
+
+@pytest.fixture
+def paths(tmp_path) -> dict:
+    config = load_config(
+        overrides={
+            "cache_path": str(tmp_path / "cache"),
+            "public_path": str(tmp_path / "public"),
+        }
+    )
+    key = config.cache_path / "keys" / "server.key"
+    server_key(config)  # exists before the build, as on any running server
+    outside = f"/usr/asu-escaped-{uuid.uuid4().hex}"
+    yield {"config": config, "key": key, "outside": outside}
+    Path(outside).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def hostile_upstream(upstream_tree, tmp_path, redis_url, upstream, paths):
+    config = paths["config"]
+    settings = {
+        "key": str(paths["key"]),
+        "hidden": [
+            str(paths["key"]),
+            str(config.cache_path / "jobs"),
+            str(config.cache_path / "imagebuilders"),
+            str(config.public_path),
+            str(tmp_path),
+        ],
+        "write": [
+            str(config.cache_path / "escaped"),
+            str(config.store_path / "escaped"),
+            str(tmp_path / "escaped"),
+            "/job/../escaped",
+            paths["outside"],
+        ],
+        "redis_port": urlparse(redis_url).port,
+        "upstream_port": urlparse(upstream.url).port,
+    }
+    root = copy_tree(upstream_tree, tmp_path / "hostile")
+    repack(root / X86, probing_imagebuilder(settings))
+    repack(root / ATH79, linking_imagebuilder(paths["key"]))
+    server = UpstreamServer(root).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_config(app_config, hostile_upstream):
+    return app_config | {"upstream_url": hostile_upstream.url}
+
+
+@pytest.fixture
+def base(live_server, worker):
+    return live_server
+
+
+def probes(stdout: str) -> dict[str, str]:
+    lines = [line for line in stdout.splitlines() if line.startswith("PROBE ")]
+    return dict(line.removeprefix("PROBE ").split(": ", 1) for line in lines)
+
+
+def test_every_escape_attempt_fails_and_the_build_fails(base, paths, redis_url):
+    response = wait_for(base, X86_APK)
+    assert response.status_code == 500
+    body = response.json()
+    assert body["detail"] == "Error: make image failed (see stderr)"
+    results = probes(body["stdout"])
+    assert len(results) == 18, body["stdout"][-2000:]
+    escaped = {name: r for name, r in results.items() if not r.startswith("blocked")}
+    assert escaped == {}
+    for name in results:
+        if name.startswith("write "):
+            written = name.removeprefix("write ").replace("/job/..", "/")
+            assert not Path(written).exists(), f"{written} was written"
+    assert not list(paths["config"].store_path.glob("**/escaped"))
+    assert redis.Redis.from_url(redis_url).get("asu:sandbox-escaped") is None
+
+
+def test_output_is_cut_to_the_limit(base):
+    body = wait_for(base, X86_APK).json()
+    assert body["status"] == 500
+    assert len(body["stderr"]) < 1.1 * (1 << 20)
+    assert "bytes of output cut" in body["stderr"]
+
+
+def test_a_link_out_of_the_sandbox_is_never_published(base, paths):
+    response = wait_for(base, C7_2305)
+    assert response.status_code == 500
+    assert "missing image" in response.json()["detail"]
+    secret = paths["key"].read_bytes()
+    store = paths["config"].store_path
+    published = [p for p in store.rglob("*") if p.is_file() or p.is_symlink()]
+    assert all(p.is_file() and not p.is_symlink() for p in published)
+    assert all(secret not in p.read_bytes() for p in published)
+
+
+class TestTimeLimit:
+    @pytest.fixture
+    def hostile_upstream(self, upstream_tree, tmp_path):
+        root = copy_tree(upstream_tree, tmp_path / "slow")
+        repack(
+            root / X86,
+            lambda top: replace_make_target(top, "image", ["@sleep 60"]),
+        )
+        server = UpstreamServer(root).start()
+        yield server
+        server.stop()
+
+    @pytest.fixture
+    def app_config(self, app_config, hostile_upstream):
+        return app_config | {"upstream_url": hostile_upstream.url, "job_timeout": 2}
+
+    def test_a_build_that_takes_too_long_is_stopped(self, base):
+        response = wait_for(base, X86_APK, timeout=60)
+        assert response.status_code == 500
+        assert "took too long" in response.json()["detail"]
+        assert "stopped after 2 s" in response.json()["stderr"]
+
+
+SANDBOX_RUN = r"""
+import importlib.util, os, sys
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1])
+sandbox = sys.modules["sandbox"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sandbox)
+os.environ["ASU_REDIS_URL"] = "redis://:worker-secret@127.0.0.1:6379/0"
+command = ["sh", "-c", "cat /proc/*/environ | tr '\\0' '\\n'; id -u"]
+result = sandbox.run(command, Path(sys.argv[2]))
+print(result.stdout, result.stderr)
+"""
+
+
+def test_an_unprivileged_worker_leaks_no_environment(tmp_path):
+    """Without root, bwrap runs as the worker's user and the sandbox can read
+    the environment of the sandbox's first process, bwrap itself: it must not be
+    the worker's."""
+    job = Path(tempfile.mkdtemp(prefix="asu-job-"))
+    job.chmod(0o777)
+    unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    command = [
+        *(unprivileged if os.geteuid() == 0 else []),
+        sys.executable if os.geteuid() != 0 else "/usr/bin/python3",
+        "-c",
+        SANDBOX_RUN,
+        str(Path(sandbox.__file__)),
+        str(job),
+    ]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, cwd=job
+        )
+    finally:
+        shutil.rmtree(job)
+    assert done.returncode == 0, done.stderr
+    assert "PATH=/usr/bin" in done.stdout, done.stdout
+    assert "worker-secret" not in done.stdout
+    assert "ASU_" not in done.stdout
