@@ -13,7 +13,6 @@ from asu import build_queue, limits, metadata, package_validation, request_body
 from asu.build_queue import Answer
 from asu.build_request import TARGET, VERSION, RequestError, parse_build_request
 from asu.distributions import DEFAULT_DISTRO
-from asu.errors import error_response
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
@@ -29,11 +28,6 @@ def _respond(answer: Answer) -> Response:
     response.status_code = answer.status
     response.headers.update(answer.headers)
     return response
-
-
-@bp.errorhandler(RequestError)
-def refused(error: RequestError):
-    return error_response(error.status, error.detail, error.headers)
 
 
 @bp.post("/build")

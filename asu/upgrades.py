@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from asu import package_changes
+import redis
+
+from asu import janitor_store, keys, metadata, package_changes
 from asu.build_request import (
     DISTRO,
     PACKAGE,
@@ -26,6 +28,7 @@ from asu.build_request import (
     VERSION,
     RequestError,
 )
+from asu.config import Config
 from asu.package_versions import compare, release_key
 
 MAX_INSTALLED = 1000
@@ -151,3 +154,51 @@ def _current_versions(
             if new_name not in added:
                 current[new_name] = version
     return current
+
+
+def _branch_of(branches: list[dict], version: str) -> dict | None:
+    return next((b for b in branches if version in b.get("versions", ())), None)
+
+
+def _revision(connection: redis.Redis, distro: str, branch: dict, version: str) -> int:
+    """Where a version stands on the main branch, for package changes: a release
+    at its branch's branch-off, a snapshot at its own revision."""
+    if branch.get("snapshot"):
+        value = connection.hget(keys.version_info(distro, version), "revision")
+        return int(value) if value else 0
+    return int(branch.get("branch_off_rev", 0))
+
+
+def check(connection: redis.Redis, config: Config, device: UpgradeCheck) -> Upgrade:
+    """The upgrade for ``device`` from what the janitor loaded; 404 for what it
+    does not know."""
+    distro = device.distro
+    branches = janitor_store.stored_json(connection, keys.branches(distro))
+    if not branches:
+        raise RequestError(f"unknown distribution {distro}", 404)
+    current = _branch_of(branches, device.version)
+    if current is None:
+        raise RequestError(f"unknown version {device.version} of {distro}", 404)
+    enabled = [v for b in branches if b.get("enabled") for v in b["versions"]]
+    new_version = newest_release(device.version, enabled)
+    new_branch = _branch_of(branches, new_version) or current
+    arch = connection.hget(keys.target_info(distro, new_version, device.target), "arch")
+    if arch is None:
+        raise RequestError(
+            f"unknown target {device.target} for version {new_version}", 404
+        )
+    feeds = metadata.distribution(config, distro).feeds
+    available = janitor_store.feeds_of(
+        connection, distro, new_version, arch.decode(), feeds
+    )
+    target_packages = connection.hgetall(
+        keys.target_packages(distro, new_version, device.target)
+    )
+    available |= {k.decode(): v.decode() for k, v in target_packages.items()}
+    index = janitor_store.version_index_name(connection, distro, new_version)
+    revisions = (
+        _revision(connection, distro, current, device.version),
+        _revision(connection, distro, new_branch, new_version),
+    )
+    package_format = "opkg" if index.startswith("Packages") else "apk"
+    return plan(device, new_version, available, revisions, package_format)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from asu.legacy import api2017, api2019, api2020
+from asu.legacy import api2017, api2019, api2020, catalogue, upgrade_check
 
 
 def register(app: Flask) -> None:
     """Add every earlier generation's blueprint to ``app``."""
-    for module in (api2017, api2019, api2020):
+    for module in (api2017, api2019, api2020, catalogue, upgrade_check):
         app.register_blueprint(module.bp)

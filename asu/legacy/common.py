@@ -38,7 +38,8 @@ def _packages(value: Any) -> Any:
     return list(value) if isinstance(value, Mapping) else value
 
 
-def _distro(value: Any) -> Any:
+def distro_name(value: Any) -> Any:
+    """The distribution as this server calls it (``LEDE``, ``OpenWrt``: openwrt)."""
     if isinstance(value, str):
         lowered = value.lower()
         return DISTRO_ALIASES.get(lowered, lowered)
@@ -56,7 +57,7 @@ def _target(body: Mapping[str, Any]) -> Any:
 def normalise(body: Mapping[str, Any], fields: Mapping[str, Any]) -> dict:
     """An ``/api/v1``-shaped body from an older one; ``fields`` are added on top."""
     return {
-        "distro": _distro(body.get("distro", "openwrt")),
+        "distro": distro_name(body.get("distro", "openwrt")),
         "version": body.get("version"),
         "target": _target(body),
         "profile": body.get("profile") or body.get("board"),
