@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import urllib.error
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from asu.local_services import (
     ProcessGroup,
+    ServiceError,
     flask_command,
     free_port,
     gunicorn_command,
@@ -25,12 +27,14 @@ from asu.local_services import (
     start_redis,
     wait_until,
 )
-from asu.offline.tree import generate, signing_key
+from asu.offline.tree import generate, is_current, signing_key
 
 VAR = Path("var")
 DEMO = VAR / "demo"
 LOGS = DEMO / "logs"
 UPSTREAM_TREE = VAR / "offline-upstream"
+#: Seconds between the demo janitor's passes over the offline upstream.
+JANITOR_INTERVAL = 300
 
 EXAMPLE_REQUEST = {
     "version": "23.05.4",
@@ -64,7 +68,7 @@ def run() -> int:
 
 
 def _bring_up(demo: ProcessGroup) -> None:
-    if not (UPSTREAM_TREE / ".versions.json").exists():
+    if not is_current(UPSTREAM_TREE):
         print(f"generating the offline upstream in {UPSTREAM_TREE} ...", flush=True)
         generate(UPSTREAM_TREE)
 
@@ -83,6 +87,15 @@ def _bring_up(demo: ProcessGroup) -> None:
     print(f"redis: {redis_url}", flush=True)
 
     env = _environment(upstream_url, redis_url)
+    print("loading upstream metadata (janitor init) ...", flush=True)
+    janitor = subprocess.run(
+        flask_command("janitor", "init"), env=env, capture_output=True, text=True
+    )
+    if janitor.returncode != 0:
+        raise ServiceError(f"janitor init failed:\n{janitor.stdout}{janitor.stderr}")
+    print(f"  {janitor.stdout.strip().splitlines()[-1]}", flush=True)
+    update = flask_command("janitor", "update", "--interval", str(JANITOR_INTERVAL))
+    demo.start("janitor", update, env)
     demo.start("worker", flask_command("worker"), env)
     port = int(os.environ.get("ASU_PORT", "8000"))
     url = f"http://127.0.0.1:{port}"
