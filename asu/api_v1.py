@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from rq import Worker
 
 import asu
-from asu import build_queue, limits, metadata, package_validation, request_body
+from asu import build_queue, intake, metadata, request_body
 from asu.build_queue import Answer
 from asu.build_request import TARGET, VERSION, RequestError, parse_build_request
 from asu.distributions import DEFAULT_DISTRO
@@ -37,15 +37,7 @@ def build_post():
     build_request = parse_build_request(
         request_body.json_object(request), config, request.headers.get("User-Agent", "")
     )
-    build_request = metadata.resolve(_connection(), config, build_request)
-    package_validation.check_packages(_connection(), config, build_request)
-    client = limits.client_id(request.remote_addr)
-    job = build_queue.submit(
-        _connection(),
-        config,
-        build_request,
-        admit=lambda: limits.charge_new_build(_connection(), config, client),
-    )
+    job = intake.accept(_connection(), config, build_request, request.remote_addr)
     return _respond(build_queue.answer(job))
 
 

@@ -4,6 +4,8 @@ run of the offline upstream (23.05.4 → 24.10.4 → 25.12.0, SNAPSHOT)."""
 from __future__ import annotations
 
 import pytest
+import redis
+from rq import Queue
 
 from asu import create_app
 
@@ -111,3 +113,18 @@ def test_catalogue_reads(loaded):
     assert "kmod-ath10k-ct" in packages and "base-files" in packages
     missing = loaded.get("/api/models?version=23.05.4")
     assert missing.status_code == 400 and "model_search" in missing.json["error"]
+
+
+def test_2019_requests_are_validated_like_v1(loaded, redis_url):
+    body = {
+        "version": "23.05.4",
+        "target": "ath79/generic",
+        "board": "tplink,archer-c7-v5",
+        "packages": ["luci", "no-such-package"],
+    }
+    response = loaded.post("/api/upgrade-request", json=body)
+    assert response.status_code == 422
+    assert "no-such-package" in response.json["error"]
+    assert response.headers["X-Unknown-Package"] == "no-such-package"
+    queue = Queue("builds", connection=redis.Redis.from_url(redis_url))
+    assert queue.count == 0

@@ -12,7 +12,7 @@ import redis
 from flask import current_app, request
 from rq.job import Job
 
-from asu import build_queue, metadata, request_body
+from asu import build_queue, intake, request_body
 from asu.build_request import RequestError, parse_build_request
 from asu.config import Config
 
@@ -71,8 +71,7 @@ def submit(v1_body: Mapping[str, Any]) -> Job:
     """Validate, resolve and queue (or find) the build of an older API's request."""
     agent = request.headers.get("User-Agent", "")
     parsed = parse_build_request(v1_body, config(), agent)
-    resolved = metadata.resolve(connection(), config(), parsed)
-    return build_queue.submit(connection(), config(), resolved)
+    return intake.accept(connection(), config(), parsed, request.remote_addr)
 
 
 def job_by_hash(request_hash: str) -> Job:
