@@ -33,7 +33,15 @@ from pathlib import Path
 
 from rq import get_current_job
 
-from asu import cached_builds, image_index, imagebuilder, sandbox, stats, upstream
+from asu import (
+    cached_builds,
+    distributions,
+    image_index,
+    imagebuilder,
+    sandbox,
+    stats,
+    upstream,
+)
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
@@ -185,10 +193,12 @@ def build(request: dict) -> dict:
 
 
 def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
+    distribution = distributions.get(config, request.distro)
+    if distribution is None:
+        raise BuildError(f"Error: unknown distribution {request.distro}", kind="build")
+    wanted = imagebuilder.Source(distribution, request.version, request.target)
     try:
-        source = imagebuilder.prepare(
-            config, upstream.session(), request.version, request.target, report
-        )
+        source = imagebuilder.prepare(config, upstream.session(), wanted, report)
     except imagebuilder.ImageBuilderError as error:
         raise BuildError(f"Error: {error}", kind="imagebuilder") from None
     jobs_dir = config.cache_path / "jobs"

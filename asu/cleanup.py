@@ -41,10 +41,10 @@ def _older_than(paths, seconds: float) -> list[Path]:
 
 
 def unused_imagebuilders(config: Config) -> list[Path]:
-    """Unpacked ImageBuilders (``imagebuilders/<version>/<target>/<sha>``) unused
-    for ``imagebuilder_ttl``."""
+    """Unpacked ImageBuilders (``imagebuilders/<distro>/<version>/<target>/<sha>``)
+    unused for ``imagebuilder_ttl``."""
     base = config.cache_path / "imagebuilders"
-    unpacked = [path for path in base.glob("*/*/*") if path.is_dir()]
+    unpacked = [path for path in base.glob("*/*/*/*") if path.is_dir()]
     return _older_than(unpacked, config.imagebuilder_ttl)
 
 

@@ -34,6 +34,7 @@ import requests
 
 from asu import upstream, usign
 from asu.config import Config
+from asu.distributions import Distribution
 
 ARCHIVE = re.compile(
     r"^(?P<sha256>[0-9a-f]{64}) \*(?P<name>openwrt-imagebuilder-[\w.-]+"
@@ -68,28 +69,42 @@ def find_archive(sha256sums: str) -> Archive:
     raise ImageBuilderError("upstream's sha256sums lists no ImageBuilder")
 
 
-def fetch_sha256sums(
-    config: Config, http: requests.Session, version: str, target: str
-) -> str:
+@dataclass(frozen=True)
+class Source:
+    """Which ImageBuilder: a distribution's version and target."""
+
+    distribution: Distribution
+    version: str
+    target: str
+
+    def url(self, name: str) -> str:
+        """The address of a file in the target's upstream directory."""
+        path = upstream.target_path(self.version, self.target)
+        return self.distribution.url(f"{path}/{name}")
+
+
+def fetch_sha256sums(http: requests.Session, source: Source) -> str:
     """The target's ``sha256sums``, its usign signature checked."""
-    base = upstream.url(config, upstream.target_path(version, target))
     try:
-        sums = upstream.get(http, f"{base}/sha256sums").content
-        signature = upstream.get(http, f"{base}/sha256sums.sig").text
+        sums = upstream.get(http, source.url("sha256sums")).content
+        signature = upstream.get(http, source.url("sha256sums.sig")).text
     except upstream.UpstreamError as error:
         raise ImageBuilderError(f"cannot fetch the checksums: {error}") from None
     try:
-        usign.verify(sums, signature, config.upstream_keys)
+        usign.verify(sums, signature, source.distribution.upstream_keys)
     except usign.UsignError as error:
         raise ImageBuilderError(
-            f"sha256sums of {version} {target} failed the signature check: {error}"
+            f"sha256sums of {source.version} {source.target} failed the signature "
+            f"check: {error}"
         ) from None
     return sums.decode("utf-8", "replace")
 
 
-def cache_dir(config: Config, version: str, target: str) -> Path:
-    """Where the ImageBuilders of one version and target are unpacked."""
-    return config.cache_path / "imagebuilders" / version / target.replace("/", "-")
+def cache_dir(config: Config, source: Source) -> Path:
+    """Where the ImageBuilders of one distribution, version and target are unpacked."""
+    name = source.distribution.name
+    target = source.target.replace("/", "-")
+    return config.cache_path / "imagebuilders" / name / source.version / target
 
 
 @contextmanager
@@ -106,25 +121,21 @@ def _locked(path: Path) -> Iterator[None]:
 def prepare(
     config: Config,
     http: requests.Session,
-    version: str,
-    target: str,
+    source: Source,
     progress: Progress = lambda stage: None,
 ) -> Path:
-    """The unpacked ImageBuilder for ``version``/``target``, fetched when needed."""
-    archive = find_archive(fetch_sha256sums(config, http, version, target))
-    base = cache_dir(config, version, target)
-    unpacked = base / archive.sha256[:16]
+    """The unpacked ImageBuilder of ``source``, fetched when needed."""
+    archive = find_archive(fetch_sha256sums(http, source))
+    unpacked = cache_dir(config, source) / archive.sha256[:16]
     if not (unpacked / "Makefile").is_file():
-        _fetch_and_unpack(config, http, version, target, archive, unpacked, progress)
+        _fetch_and_unpack(http, source, archive, unpacked, progress)
     unpacked.touch()  # marks it used, for the cleanup of unused ones
     return unpacked
 
 
 def _fetch_and_unpack(
-    config: Config,
     http: requests.Session,
-    version: str,
-    target: str,
+    source: Source,
     archive: Archive,
     unpacked: Path,
     progress: Progress,
@@ -135,12 +146,9 @@ def _fetch_and_unpack(
         if (unpacked / "Makefile").is_file():
             return
         progress("download_imagebuilder")
-        address = upstream.url(
-            config, f"{upstream.target_path(version, target)}/{archive.name}"
-        )
         with tempfile.TemporaryDirectory(dir=base.parent, prefix=".ib-") as scratch:
             download = Path(scratch) / archive.name
-            _download(http, address, download, archive.sha256)
+            _download(http, source.url(archive.name), download, archive.sha256)
             progress("unpack_imagebuilder")
             top = unpack(download, archive.kind, Path(scratch) / "tree")
             base.mkdir(parents=True, exist_ok=True)

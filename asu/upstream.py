@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import requests
 
-from asu.config import Config
-
 #: Seconds to wait for the upstream to connect and to send the next bytes.
 TIMEOUT = (10, 60)
 
@@ -22,11 +20,6 @@ def release_path(version: str) -> str:
 def target_path(version: str, target: str) -> str:
     """The directory of one target of one version, below the upstream root."""
     return f"{release_path(version)}/targets/{target}"
-
-
-def url(config: Config, path: str) -> str:
-    """The absolute URL of ``path`` on the configured upstream."""
-    return f"{config.upstream_url.rstrip('/')}/{path.lstrip('/')}"
 
 
 def session() -> requests.Session:

@@ -24,7 +24,7 @@ def test_cleanup_removes_only_what_nobody_can_use(
     cache = Path(app_config["cache_path"])
     redis.Redis.from_url(redis_url).delete(f"rq:job:{result['request_hash']}")
 
-    (unpacked,) = (cache / "imagebuilders").glob("*/*/*")
+    (unpacked,) = (cache / "imagebuilders").glob("*/*/*/*")
     stale = unpacked.parent / "0123456789abcdef"
     stale.mkdir()
     age(stale, 3)

@@ -22,7 +22,7 @@ from rq import Worker
 from rq.job import Job, JobStatus
 from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_target
 
-from asu import imagebuilder, upstream
+from asu import distributions, imagebuilder, upstream
 from asu.config import load_config
 from asu.local_services import free_port, spawn, start_redis, stop, wait_until
 from asu.offline.server import UpstreamServer
@@ -267,7 +267,10 @@ def fill(path: Path, leave: int) -> Path:
 class TestDiskFull:
     def test_while_the_image_is_made(self, live_server, worker, app_config, small_disk):
         config = load_config(overrides=app_config)
-        source = imagebuilder.prepare(config, upstream.session(), "25.12.0", "x86/64")
+        wanted = imagebuilder.Source(
+            distributions.get(config, "openwrt"), "25.12.0", "x86/64"
+        )
+        source = imagebuilder.prepare(config, upstream.session(), wanted)
         before = tree_digest(source)
         jobs = small_disk(config.cache_path / "jobs")
         filler = fill(jobs, leave=tree_bytes(source) + (256 << 10))
