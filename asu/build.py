@@ -41,6 +41,7 @@ from asu import (
     sandbox,
     stats,
     upstream,
+    usign,
 )
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
@@ -213,6 +214,7 @@ def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
 def _run_pipeline(job: Job, rq_job) -> dict:
     request = job.request
     _write_files(job)
+    _add_repositories(job)
     _choose_filesystem(job)
     sandbox.prepare_workdir(job.scratch)
 
@@ -255,6 +257,35 @@ def _write_files(job: Job) -> None:
         path = job.scratch / "files" / DEFAULTS_PATH
         path.parent.mkdir(parents=True)
         path.write_text(job.request.defaults)
+
+
+def _add_repositories(job: Job) -> None:
+    """The request's extra feeds (already on the allow-list) and their keys.
+
+    ``replace`` drops upstream's feeds but keeps the ImageBuilder's own
+    ``packages/``; keys go where opkg looks for them (``keys/<key id>``).
+    """
+    request = job.request
+    if not request.repositories:
+        return
+    opkg = (job.builder / "repositories.conf").is_file()
+    path = job.builder / ("repositories.conf" if opkg else "repositories")
+    lines = path.read_text().splitlines()
+    if request.repositories_mode == "replace":
+        lines = [line for line in lines if _local_feed(line)]
+    for name, url in request.repositories.items():
+        lines.append(f"src/gz {name} {url}" if opkg else f"{url}/packages.adb")
+    path.write_text("\n".join(lines) + "\n")
+    for key in request.repository_keys:
+        public = usign.PublicKey.from_text(key)
+        keys_dir = job.builder / "keys"
+        keys_dir.mkdir(exist_ok=True)
+        (keys_dir / public.key_id_hex).write_text(public.to_text())
+
+
+def _local_feed(line: str) -> bool:
+    """Lines of a repositories file that are no upstream feed."""
+    return "://" not in line
 
 
 def _choose_filesystem(job: Job) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from asu.config import Config
+from asu.usign import PublicKey, UsignError
 
 
 class RequestError(Exception):
@@ -311,9 +312,19 @@ def _repository_keys(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) > MAX_REPOSITORIES:
         raise RequestError("repository_keys must be a list of usign public keys")
     for key in value:
-        if not isinstance(key, str) or not REPOSITORY_KEY.fullmatch(key):
+        if not isinstance(key, str) or not _is_usign_key(key):
             raise RequestError(f"repository_keys: {_show(key)} is not a usign key")
     return tuple(value)
+
+
+def _is_usign_key(text: str) -> bool:
+    if not REPOSITORY_KEY.fullmatch(text):
+        return False
+    try:
+        PublicKey.from_text(text)
+    except UsignError:
+        return False
+    return True
 
 
 def _repositories_mode(value: Any) -> str:

@@ -19,9 +19,13 @@ from asu.config import Config
 def check_packages(
     connection: redis.Redis, config: Config, request: BuildRequest
 ) -> None:
-    """Raise a 422 :class:`RequestError` naming every unknown package."""
+    """Raise a 422 :class:`RequestError` naming every unknown package.
+
+    Requests with extra ``repositories`` are not checked: their feeds are unknown
+    here, and the build reports what none of the feeds has.
+    """
     names = sorted({name.lstrip("-") for name in request.packages})
-    if not names:
+    if not names or request.repositories:
         return
     feeds = metadata.distribution(config, request.distro).feeds
     unknown = unknown_packages(connection, request, feeds, names)

@@ -1,0 +1,55 @@
+"""Extra package feeds from the allow-list reach the ImageBuilder."""
+
+from __future__ import annotations
+
+import pytest
+from clients import wait_for
+
+from asu.offline.model import Package
+from asu.offline.packages import write_feed
+from asu.offline.server import UpstreamServer
+from asu.offline.tree import signing_key
+
+EXTRA = Package(
+    "asu-extra", "1.0-r1", depends=("libc",), installed_size=64_000, arch="x86_64"
+)
+X86_OPKG = {"version": "23.05.4", "target": "x86/64", "profile": "generic"}
+
+
+@pytest.fixture(scope="module")
+def feed_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("feeds")
+    write_feed(root / "extra", [EXTRA], "opkg", "x86_64", 1_700_000_000)
+    server = UpstreamServer(root).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_config(app_config, feed_server):
+    return app_config | {"repository_allow_list": [f"{feed_server.url}/"]}
+
+
+def test_a_package_from_an_extra_feed_is_built_in(live_server, worker, feed_server):
+    key = signing_key().public_key.to_text().splitlines()[-1]
+    body = X86_OPKG | {
+        "packages": ["asu-extra"],
+        "repositories": {"extra": f"{feed_server.url}/extra"},
+        "repository_keys": [key],
+    }
+    response = wait_for(live_server, body)
+    assert response.status_code == 200, response.json()
+    assert response.json()["manifest"]["asu-extra"] == "1.0-r1"
+    fetched = [path for _, path, _ in feed_server.request_log]
+    assert "/extra/Packages.gz" in fetched or "/extra/Packages" in fetched
+
+    without = wait_for(live_server, X86_OPKG | {"packages": ["asu-extra"]})
+    assert without.status_code == 500
+    assert "asu-extra" in without.json()["detail"]
+
+
+def test_feeds_off_the_allow_list_are_refused(live_server):
+    body = X86_OPKG | {"repositories": {"x": "https://elsewhere.example/feed"}}
+    response = wait_for(live_server, body)
+    assert response.status_code == 400
+    assert "allow-list" in response.json()["detail"]
