@@ -414,6 +414,13 @@ def _check_image(result: sandbox.Result) -> None:
             *_out(result),
             kind="too_big",
         )
+    if "no image could be built" in result.stderr:
+        raise BuildError(
+            "Error: the ImageBuilder builds no image for this device (only kernel "
+            "or initramfs images, which need a full build)",
+            *_out(result),
+            kind="no_image",
+        )
     raise BuildError("Error: make image failed (see stderr)", *_out(result))
 
 

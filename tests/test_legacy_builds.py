@@ -100,6 +100,13 @@ def test_2019_image_too_big_is_413(base):
     assert "too big" in response.json()["error"]
 
 
+def test_2019_no_sysupgrade_image_is_501(base):
+    body = UPGRADE_2019 | {"board": "tplink,re355-v1", "packages": []}
+    response = poll_2019(base, "upgrade-request", body)
+    assert response.status_code == 501
+    assert "no image" in response.json()["error"]
+
+
 def test_2019_unknown_image_and_manifest_are_404(live_server):
     for path in (f"image/{'0' * 64}", f"manifest/{'0' * 64}"):
         response = requests.get(f"{live_server}/api/{path}")
@@ -166,3 +173,19 @@ def test_2017_image_request_reposted_until_ready(base, app_config):
     public_key = Path(app_config["cache_path"]) / "keys/server.key.pub"
     public = PublicKey.from_text(public_key.read_text())
     assert verify(image, requests.get(ready["url"] + ".sig").text, [public])
+
+
+class TestOverload:
+    @pytest.fixture
+    def app_config(self, app_config):
+        return app_config | {"max_pending_jobs": 0}
+
+    def test_every_generation_says_503_with_retry_after(self, live_server):
+        answers = [
+            requests.post(f"{live_server}/api/upgrade-request", json=UPGRADE_2019),
+            requests.post(f"{live_server}/image-request", json=UPGRADE_2019),
+            requests.post(f"{live_server}/api/build", json=UPGRADE_2019),
+        ]
+        for response in answers:
+            assert response.status_code == 503, response.text
+            assert int(response.headers["Retry-After"]) > 0

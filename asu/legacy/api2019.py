@@ -20,7 +20,12 @@ bp = Blueprint("api_2019", __name__, url_prefix="/api")
 #: ``defaults`` limit of this generation, answered with 420.
 MAX_DEFAULTS_BYTES = 10 * 1024
 #: Build failures with a status of their own; the rest is 500.
-FAILURE_STATUS = {"conflict": 409, "too_big": 413, "unknown_package": 422}
+FAILURE_STATUS = {
+    "conflict": 409,
+    "too_big": 413,
+    "unknown_package": 422,
+    "no_image": 501,
+}
 #: The progress words clients of this generation know.
 PROGRESS = {
     "queued": "queue",
