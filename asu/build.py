@@ -21,8 +21,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +36,7 @@ from asu import (
     distributions,
     image_index,
     imagebuilder,
+    publish,
     sandbox,
     stats,
     upstream,
@@ -46,7 +45,7 @@ from asu import (
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
-from asu.signing import server_key, sign_file
+from asu.signing import server_key
 
 #: The ``imagebuilder_status`` values older LuCI understands; nothing else is sent.
 IMAGEBUILDER_STATUSES = (
@@ -239,15 +238,21 @@ def _run_pipeline(job: Job, rq_job) -> dict:
         variables["ROOTFS_PARTSIZE"] = str(request.rootfs_size_mb)
     result = job.make("image", **variables)
     _check_image(result)
-    _drop_non_regular(bin_dir)
+    publish.drop_non_regular(bin_dir)
     (bin_dir / BUILDLOG).write_text(_build_log(job, result))
 
     job.report("sign_images")
     profiles = _read_profiles(bin_dir, request, result)
-    images = _hash_and_sign(bin_dir, profiles, job.config)
+    (profile,) = profiles["profiles"].values()
+    try:
+        images = publish.hash_and_sign(
+            bin_dir, profile["images"], server_key(job.config)
+        )
+    except publish.PublishError as error:
+        raise BuildError(f"Error: {error}", *_out(result), kind="no_image") from None
 
     job.report("store_images")
-    _store(bin_dir, job.config.store_path / request.hash)
+    publish.move_to_store(bin_dir, job.config.store_path / request.hash)
     cached_builds.remember(rq_job, request, job.config)
     return _result(request, profiles, images, manifest, result, job, info, rq_job)
 
@@ -429,22 +434,6 @@ def _build_log(job: Job, result: sandbox.Result) -> str:
     return f"{commands}\n{result.stdout}\n{result.stderr}"
 
 
-def _drop_non_regular(directory: Path) -> None:
-    """Delete what the sandbox left that is not a plain file or directory.
-
-    A symlink in ``BIN_DIR`` could otherwise make the worker read, sign and publish
-    a file the sandbox itself could not see.
-    """
-    for root, dirs, files in os.walk(directory):
-        for name in [*dirs, *files]:
-            path = Path(root, name)
-            mode = path.lstat().st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                path.unlink()
-                if name in dirs:
-                    dirs.remove(name)
-
-
 def _read_profiles(bin_dir: Path, request: BuildRequest, result) -> dict:
     try:
         profiles = json.loads((bin_dir / "profiles.json").read_text())
@@ -460,47 +449,6 @@ def _read_profiles(bin_dir: Path, request: BuildRequest, result) -> dict:
             "Error: no firmware image was created", *_out(result), kind="no_image"
         )
     return profiles
-
-
-def _hash_and_sign(bin_dir: Path, profiles: dict, config: Config) -> list[dict]:
-    """Each image with the sha256 and size of the exact bytes served, signed."""
-    key = server_key(config)
-    (profile,) = profiles["profiles"].values()
-    images = []
-    for image in profile["images"]:
-        path = bin_dir / image["name"]
-        if path.name != image["name"] or not path.is_file():
-            raise BuildError(
-                f"Error: the ImageBuilder listed a missing image {path.name}"
-            )
-        data = path.read_bytes()
-        sign_file(path, key)
-        images.append(
-            image | {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-        )
-    sums = bin_dir / "sha256sums"
-    if sums.is_file():
-        sign_file(sums, key)
-    return images
-
-
-def _store(bin_dir: Path, dest: Path) -> None:
-    """Move the finished ``BIN_DIR`` into the store in one rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
-        shutil.copytree(bin_dir, staged, dirs_exist_ok=True)
-    except OSError:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    os.chmod(staged, 0o755)
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old."))
-        os.replace(dest, old / "previous")
-        os.replace(staged, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, dest)
 
 
 def _packages_hash(manifest: dict[str, str]) -> str:
