@@ -28,7 +28,7 @@ from upstreams import (
 
 from asu.imagebuilder import ImageBuilderError, unpack
 from asu.offline.server import UpstreamServer
-from asu.offline.tree import _sign_directory
+from asu.offline.tree import sign_directory
 from asu.usign import SecretKey
 
 KINDS = ("xz", "zst")
@@ -201,7 +201,7 @@ def break_target(root: Path, case: str, outside: Path) -> None:
     elif case == "another key":
         for name in ("sha256sums", "sha256sums.sig"):
             (target_dir / name).unlink()
-        _sign_directory(target_dir, SecretKey.from_seed(b"\x02" * 32))
+        sign_directory(target_dir, SecretKey.from_seed(b"\x02" * 32))
 
 
 @pytest.fixture(scope="module")

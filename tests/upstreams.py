@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import io
-import lzma
 import subprocess
 import tarfile
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from asu import imagebuilder
 from asu.offline.server import UpstreamServer
-from asu.offline.tree import _sign_directory, signing_key
+from asu.offline.tree import compress, sign_directory, signing_key
 
 X86 = "releases/25.12.0/targets/x86/64"  # apk world, .tar.zst
 ATH79 = "releases/23.05.4/targets/ath79/generic"  # opkg world, .tar.xz
@@ -44,7 +43,7 @@ def resign(target_dir: Path) -> None:
     """``sha256sums`` and its signature written anew for the directory's files."""
     for name in ("sha256sums", "sha256sums.sig"):
         (target_dir / name).unlink(missing_ok=True)
-    _sign_directory(target_dir, signing_key())
+    sign_directory(target_dir, signing_key())
 
 
 def archive_of(target_dir: Path) -> Path:
@@ -54,14 +53,6 @@ def archive_of(target_dir: Path) -> Path:
 
 def kind_of(archive: Path) -> str:
     return "xz" if archive.name.endswith(".tar.xz") else "zst"
-
-
-def compress(data: bytes, kind: str) -> bytes:
-    if kind == "xz":
-        return lzma.compress(data, preset=0)
-    return subprocess.run(
-        ["zstd", "-q", "-1", "-c"], input=data, capture_output=True, check=True
-    ).stdout
 
 
 def tar_of(top: Path, extra: Iterable[Member] = ()) -> bytes:

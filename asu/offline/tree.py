@@ -184,7 +184,7 @@ def _write_release(root: Path, release: Release, key: SecretKey) -> None:
         _write_json(target_dir / "profiles.json", profiles)
         if target in world.targets:
             _write_buildable_target(target_dir, release, world, profiles)
-        _sign_directory(target_dir, key)
+        sign_directory(target_dir, key)
     for arch in sorted({all_profiles[t]["arch_packages"] for t in world.targets}):
         for feed, packages in world.feeds.items():
             feed_dir = root / "packages" / arch / feed
@@ -272,7 +272,7 @@ def _write_buildable_target(
         write_imagebuilder(ib_dir, info, local)
         archive = _tar(ib_dir, world.source_date_epoch)
     suffix = ".tar.xz" if release.archive == "xz" else ".tar.zst"
-    (target_dir / f"{name}{suffix}").write_bytes(_compress(archive, release.archive))
+    (target_dir / f"{name}{suffix}").write_bytes(compress(archive, release.archive))
 
 
 def _imagebuilder_name(release: Release, target: str) -> str:
@@ -298,7 +298,8 @@ def _tar(directory: Path, mtime: int) -> bytes:
     return buffer.getvalue()
 
 
-def _compress(data: bytes, kind: str) -> bytes:
+def compress(data: bytes, kind: str) -> bytes:
+    """``data`` as an ImageBuilder archive of that ``kind`` (``xz`` or ``zst``)."""
     if kind == "xz":
         return lzma.compress(data, preset=3)
     return subprocess.run(
@@ -306,7 +307,7 @@ def _compress(data: bytes, kind: str) -> bytes:
     ).stdout
 
 
-def _sign_directory(directory: Path, key: SecretKey) -> None:
+def sign_directory(directory: Path, key: SecretKey) -> None:
     """Write ``sha256sums`` of the directory's files and its usign ``.sig``."""
     lines = []
     for path in sorted(p for p in directory.iterdir() if p.is_file()):
