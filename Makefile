@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run test bench lint screenshots system-deps venv clean
+.PHONY: demo run test bench lint screenshots system-deps test-deps venv clean
 
 demo: system-deps venv
 	$(PY) -m asu.demo
@@ -13,14 +13,14 @@ demo: system-deps venv
 run: system-deps venv
 	$(PY) -m asu.run
 
-test: system-deps venv
+test: test-deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: system-deps venv
 	$(PY) -m bench
 
 # Refresh the README's screenshots from the browser test.
-screenshots: system-deps venv
+screenshots: test-deps venv
 	SCREENSHOT_DIR=misc/screenshots $(PY) -m pytest -q tests/test_web.py
 
 lint: venv
@@ -29,6 +29,9 @@ lint: venv
 
 system-deps:
 	@sh misc/install-system-deps.sh
+
+test-deps:
+	@sh misc/install-system-deps.sh test
 
 venv: $(STAMP)
 

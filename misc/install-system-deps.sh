@@ -1,7 +1,7 @@
 #!/bin/sh
-# Install the Debian packages the server, its ImageBuilders and its tests need,
-# when they are missing and we may (root). Safe to run again: it installs nothing
-# when everything is there.
+# Install the Debian packages the server and its ImageBuilders need (and, with
+# the argument "test", what the tests need too), when they are missing and we may
+# (root). Safe to run again: it installs nothing when everything is there.
 set -eu
 
 need=""
@@ -13,13 +13,17 @@ command -v xz >/dev/null 2>&1 || need="$need xz-utils"
 command -v mke2fs >/dev/null 2>&1 || need="$need e2fsprogs"
 command -v make >/dev/null 2>&1 || need="$need make"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
-# For the tests of the web page (headless Chromium), the nginx configuration, the
-# compose file and the systemd units.
-command -v chromium >/dev/null 2>&1 || need="$need chromium"
-command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
-[ -x /usr/sbin/nginx ] || need="$need nginx-light"
-command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
-command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+# The ImageBuilders run the system's python3 inside their sandbox.
+[ -x /usr/bin/python3 ] || need="$need python3"
+if [ "${1:-}" = test ]; then
+    # The tests of the web page (headless Chromium), the nginx configuration, the
+    # compose file and the systemd units.
+    command -v chromium >/dev/null 2>&1 || need="$need chromium"
+    command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
+    [ -x /usr/sbin/nginx ] || need="$need nginx-light"
+    command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
+    command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+fi
 
 [ -z "$need" ] && exit 0
 
