@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from rq import get_current_job
 from asu import (
     cached_builds,
     distributions,
+    extra_feeds,
     image_index,
     imagebuilder,
     publish,
@@ -93,7 +94,7 @@ class BuildError(Exception):
     ``kind`` names the failure for statistics and for the earlier API generations'
     status codes: ``imagebuilder``, ``version_code``, ``profile``,
     ``unknown_package``, ``conflict``, ``packages_versions``, ``too_big``,
-    ``timeout``, ``no_image``, ``disk_full`` or ``build``.
+    ``timeout``, ``no_image``, ``disk_full``, ``repositories`` or ``build``.
     """
 
     def __init__(
@@ -115,6 +116,10 @@ class Job:
     scratch: Path
     report: Callable[[str], None]
     log: list[str]
+    #: the request's extra feeds the worker copied in (opkg)
+    feeds: list[extra_feeds.LocalFeed] = field(default_factory=list)
+    #: whether ``make`` needs the network (extra feeds it must read itself)
+    network: bool = False
 
     @property
     def builder(self) -> Path:
@@ -130,9 +135,10 @@ class Job:
         command = ["make", "--no-print-directory", target]
         command += [_make_variable(key, value) for key, value in variables.items()]
         self.log.append(" ".join(command))
-        network = bool(self.request.repositories)
         limits = sandbox.Limits(timeout=self.config.job_timeout)
-        result = sandbox.run(command, self.scratch, "imagebuilder", limits, network)
+        result = sandbox.run(
+            command, self.scratch, "imagebuilder", limits, self.network
+        )
         if result.returncode != 0 and DISK_FULL in result.stdout + result.stderr:
             raise BuildError(DISK_FULL_DETAIL, *_out(result), kind="disk_full")
         return result
@@ -223,6 +229,7 @@ def _run_pipeline(job: Job, rq_job) -> dict:
 
     job.report("make_manifest")
     manifest = _make_manifest(job, packages)
+    _feed_step(extra_feeds.fetch_packages, upstream.session(), job.feeds, manifest)
 
     job.report("make_image")
     bin_dir = job.scratch / "bin"
@@ -267,6 +274,8 @@ def _write_files(job: Job) -> None:
 def _add_repositories(job: Job) -> None:
     """The request's extra feeds (already on the allow-list) and their keys.
 
+    opkg feeds are copied into the job (:mod:`asu.extra_feeds`) so the sandbox
+    stays offline; apk feeds are named by URL and the sandbox gets the network.
     ``replace`` drops upstream's feeds but keeps the ImageBuilder's own
     ``packages/``; keys go where opkg looks for them (``keys/<key id>``).
     """
@@ -278,14 +287,38 @@ def _add_repositories(job: Job) -> None:
     lines = path.read_text().splitlines()
     if request.repositories_mode == "replace":
         lines = [line for line in lines if _local_feed(line)]
+    http = upstream.session()
     for name, url in request.repositories.items():
-        lines.append(f"src/gz {name} {url}" if opkg else f"{url}/packages.adb")
+        if opkg:
+            local = job.scratch / "feeds" / name
+            job.feeds.append(
+                _feed_step(
+                    extra_feeds.fetch_index,
+                    http,
+                    name,
+                    url,
+                    local,
+                    request.repository_keys,
+                )
+            )
+            lines.append(f"src {name} file:{job.inside(f'feeds/{name}')}")
+        else:
+            lines.append(f"{url}/packages.adb")
+            job.network = True
     path.write_text("\n".join(lines) + "\n")
     for key in request.repository_keys:
         public = usign.PublicKey.from_text(key)
         keys_dir = job.builder / "keys"
         keys_dir.mkdir(exist_ok=True)
         (keys_dir / public.key_id_hex).write_text(public.to_text())
+
+
+def _feed_step(step, *args):
+    """Run one :mod:`asu.extra_feeds` step; its failure fails the build."""
+    try:
+        return step(*args)
+    except extra_feeds.FeedError as error:
+        raise BuildError(f"Error: {error}", kind="repositories") from None
 
 
 def _local_feed(line: str) -> bool:

@@ -9,6 +9,7 @@ from asu.offline.model import Package
 from asu.offline.packages import write_feed
 from asu.offline.server import UpstreamServer
 from asu.offline.tree import signing_key
+from asu.usign import SecretKey
 
 EXTRA = Package(
     "asu-extra", "1.0-r1", depends=("libc",), installed_size=64_000, arch="x86_64"
@@ -20,6 +21,8 @@ X86_OPKG = {"version": "23.05.4", "target": "x86/64", "profile": "generic"}
 def feed_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("feeds")
     write_feed(root / "extra", [EXTRA], "opkg", "x86_64", 1_700_000_000)
+    index = (root / "extra" / "Packages").read_bytes()
+    (root / "extra" / "Packages.sig").write_text(signing_key().sign(index))
     server = UpstreamServer(root).start()
     yield server
     server.stop()
@@ -41,7 +44,10 @@ def test_a_package_from_an_extra_feed_is_built_in(live_server, worker, feed_serv
     assert response.status_code == 200, response.json()
     assert response.json()["manifest"]["asu-extra"] == "1.0-r1"
     fetched = [path for _, path, _ in feed_server.request_log]
-    assert "/extra/Packages.gz" in fetched or "/extra/Packages" in fetched
+    assert "/extra/Packages.gz" in fetched
+    assert "/extra/asu-extra_1.0-r1_x86_64.ipk" in fetched
+    # The worker fetched the feed: the sandboxed make never went online.
+    assert "Downloading http" not in response.json()["stderr"]
 
     without = wait_for(live_server, X86_OPKG | {"packages": ["asu-extra"]})
     assert without.status_code == 500
@@ -53,3 +59,18 @@ def test_feeds_off_the_allow_list_are_refused(live_server):
     response = wait_for(live_server, body)
     assert response.status_code == 400
     assert "allow-list" in response.json()["detail"]
+
+
+def test_an_extra_feed_signed_by_another_key_is_refused(
+    live_server, worker, feed_server
+):
+    stranger = SecretKey.from_seed(b"\x05" * 32).public_key.to_text()
+    body = X86_OPKG | {
+        "packages": ["asu-extra", "nano"],
+        "repositories": {"extra": f"{feed_server.url}/extra"},
+        "repository_keys": [stranger.splitlines()[-1]],
+    }
+    response = wait_for(live_server, body)
+    assert response.status_code == 500
+    assert "extra" in response.json()["detail"]
+    assert "signature" in response.json()["detail"]
