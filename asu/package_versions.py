@@ -1,4 +1,4 @@
-"""Comparing package versions the way opkg and apk do, and release versions.
+"""Comparing package versions the way opkg and apk do.
 
 opkg compares like dpkg: ``[epoch:]upstream[-revision]``, where runs of digits
 compare as numbers and in other runs ``~`` sorts before everything (even the end
@@ -12,7 +12,6 @@ apk compares dotted numbers, a letter, suffixes (``_alpha`` < ``_beta`` < ``_pre
 from __future__ import annotations
 
 import re
-from functools import cmp_to_key
 
 # --------------------------------------------------------------------- opkg
 
@@ -117,29 +116,3 @@ def compare_apk(a: str, b: str) -> int:
 def compare(a: str, b: str, package_format: str = "opkg") -> int:
     """-1, 0 or 1: how package version ``a`` orders against ``b``."""
     return compare_apk(a, b) if package_format == "apk" else compare_opkg(a, b)
-
-
-# ----------------------------------------------------------------- releases
-
-_RELEASE = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?$")
-
-
-def release_key(version: str) -> tuple:
-    """Sort key of release names: ``23.05.4`` < ``24.10.0-rc2`` < ``24.10.0`` <
-    ``24.10-SNAPSHOT`` (the branch head) < ``SNAPSHOT`` (the main branch)."""
-    if version == "SNAPSHOT":
-        return (float("inf"),)
-    if version.endswith("-SNAPSHOT"):
-        major, minor = version.removesuffix("-SNAPSHOT").split(".")
-        return (int(major), int(minor), float("inf"))
-    match = _RELEASE.match(version)
-    if not match:
-        return (-1, version)
-    major, minor, patch, rc = match.groups()
-    return (int(major), int(minor), int(patch or 0), int(rc) if rc else float("inf"))
-
-
-def newest(versions, package_format: str = "opkg") -> str:
-    """The newest of some package versions."""
-    order = cmp_to_key(lambda a, b: compare(a, b, package_format))
-    return max(versions, key=order)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +22,7 @@ import redis
 from rq import get_current_job
 
 from asu import keys
+from asu.branches import branch_name
 from asu.build_request import BuildRequest
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,6 @@ OUTCOMES = ("hit", "joined", "miss")
 def today() -> str:
     """The current UTC day as ``YYYY-MM-DD``."""
     return datetime.now(UTC).date().isoformat()
-
-
-def branch_of(version: str) -> str:
-    """The branch a version belongs to: ``23.05.4`` → ``23.05``, SNAPSHOT stays."""
-    match = re.match(r"^(\d+\.\d+)", version)
-    return match[1] if match else version
 
 
 def failure_kind(error: BaseException) -> str:
@@ -135,7 +129,7 @@ def count_build(
         _top(pipe, "versions", [version])
         _top(pipe, "targets", [target])
         _top(pipe, "profiles", [f"{target} {result.get('id', request['profile'])}"])
-        branch = branch_of(version)
+        branch = branch_name(version)
         packages = extra_packages(request, result)
         _top(pipe, "branches", [branch])
         _top(pipe, "packages", packages)

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from asu import janitor_store, keys, metadata, package_changes
+from asu.branches import version_key
 from asu.build_request import (
     DISTRO,
     PACKAGE,
@@ -29,7 +30,7 @@ from asu.build_request import (
     RequestError,
 )
 from asu.config import Config
-from asu.package_versions import compare, release_key
+from asu.package_versions import compare
 
 MAX_INSTALLED = 1000
 
@@ -106,8 +107,8 @@ def newest_release(current: str, releases: list[str]) -> str:
     if "SNAPSHOT" in current:
         return current
     newer = [v for v in releases if "SNAPSHOT" not in v]
-    newer = [v for v in newer if release_key(v) > release_key(current)]
-    return max(newer, key=release_key) if newer else current
+    newer = [v for v in newer if version_key(v) > version_key(current)]
+    return max(newer, key=version_key) if newer else current
 
 
 def plan(

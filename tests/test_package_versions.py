@@ -2,7 +2,8 @@
 
 import pytest
 
-from asu.package_versions import compare, release_key
+from asu.branches import version_key
+from asu.package_versions import compare
 
 OPKG_ASCENDING = [
     "1.0~rc1-1",
@@ -58,4 +59,4 @@ def test_release_order():
         "24.10-SNAPSHOT",
         "SNAPSHOT",
     ]
-    assert sorted(reversed(names), key=release_key) == names
+    assert sorted(reversed(names), key=version_key) == names

@@ -10,6 +10,7 @@ import redis
 from clients import C7, explain, post, wait_for
 
 from asu import keys, stats
+from asu.branches import branch_name
 from asu.build_request import BuildRequest
 
 
@@ -80,8 +81,8 @@ def test_extra_packages_leave_out_defaults_and_removals():
     [("23.05.4", "23.05"), ("24.10.0-rc2", "24.10"), ("24.10-SNAPSHOT", "24.10")],
 )
 def test_branch_of_a_version(version, branch):
-    assert stats.branch_of(version) == branch
-    assert stats.branch_of("SNAPSHOT") == "SNAPSHOT"
+    assert branch_name(version) == branch
+    assert branch_name("SNAPSHOT") == "SNAPSHOT"
 
 
 def test_duration_histogram_is_cumulative(connection):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from asu import devices, janitor_store, keys
+from asu.branches import version_key
 from asu.build_request import TARGET, VERSION, RequestError
 from asu.distributions import distributions
 from asu.legacy import common
-from asu.package_versions import release_key
 
 bp = Blueprint("catalogue", __name__, url_prefix="/api")
 
@@ -43,7 +43,7 @@ def _versions(distro: str) -> list[dict]:
                     "release_date": branch.get("release_date", ""),
                 }
             )
-    return sorted(found, key=lambda v: release_key(v["name"]), reverse=True)
+    return sorted(found, key=lambda v: version_key(v["name"]), reverse=True)
 
 
 @bp.get("/distros")
