@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from clients import wait_for
+from upstreams import snapshot_only
 
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import generate
 from asu.usign import SecretKey
 
 LIME_KEY = SecretKey.from_seed(b"\x0b" * 32)
@@ -15,13 +14,7 @@ LIME_CODE = "r34001-1ec0ffee00"
 
 @pytest.fixture(scope="module")
 def lime_upstream(tmp_path_factory):
-    tree = generate(
-        tmp_path_factory.mktemp("lime") / "downloads",
-        snapshot_version_code=LIME_CODE,
-        only=("SNAPSHOT",),
-        key=LIME_KEY,
-    )
-    server = UpstreamServer(tree).start()
+    server = snapshot_only(tmp_path_factory.mktemp("lime"), LIME_CODE, LIME_KEY)
     yield server
     server.stop()
 

@@ -12,11 +12,11 @@ import pytest
 import redis
 from rq import Queue
 from rq.job import Job
+from upstreams import snapshot_only
 
 from asu import create_app, keys, metadata
 from asu.local_services import start_redis, stop
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import generate, signing_key
+from asu.offline.tree import signing_key
 from asu.usign import SecretKey
 
 OFFLINE_KEY = signing_key().public_key.to_text().splitlines()[-1]
@@ -409,13 +409,7 @@ def _with(app, **overrides):
 @pytest.fixture(scope="module")
 def other_upstream(tmp_path_factory):
     """Another upstream: only a SNAPSHOT, at another revision, with its own key."""
-    tree = generate(
-        tmp_path_factory.mktemp("other") / "downloads",
-        snapshot_version_code=OTHER_CODE,
-        only=("SNAPSHOT",),
-        key=OTHER_KEY,
-    )
-    server = UpstreamServer(tree).start()
+    server = snapshot_only(tmp_path_factory.mktemp("other"), OTHER_CODE, OTHER_KEY)
     yield server
     server.stop()
 

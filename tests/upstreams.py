@@ -19,7 +19,8 @@ from pathlib import Path
 
 from asu import imagebuilder
 from asu.offline.server import UpstreamServer
-from asu.offline.tree import compress, sign_directory, signing_key
+from asu.offline.tree import compress, generate, sign_directory, signing_key
+from asu.usign import SecretKey
 
 X86 = "releases/25.12.0/targets/x86/64"  # apk world, .tar.zst
 ATH79 = "releases/23.05.4/targets/ath79/generic"  # opkg world, .tar.xz
@@ -128,3 +129,15 @@ def _faulty_handler(base: type, delay: float, truncate: int | None) -> type:
             return None
 
     return Faulty
+
+
+def snapshot_only(directory: Path, version_code: str, key: SecretKey) -> UpstreamServer:
+    """A started upstream with just a SNAPSHOT at ``version_code``, signed by ``key``:
+    a snapshot that moved on, or another distribution."""
+    tree = generate(
+        directory / "downloads",
+        snapshot_version_code=version_code,
+        only=("SNAPSHOT",),
+        key=key,
+    )
+    return UpstreamServer(tree).start()
