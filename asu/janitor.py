@@ -18,6 +18,7 @@ target whose revision changed has its cached builds dropped.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import re
@@ -357,8 +358,30 @@ class _Pass:
             answer = self._fetch(f"{directory}/{name}", conditional=False)
             if answer is not None:
                 context.index_name = name
+                self._check_signature(directory, name, answer.content)
                 return package_index.parse(name, answer.content)
         return None
+
+    def _check_signature(self, directory: str, name: str, content: bytes) -> None:
+        """opkg indexes carry a usign signature of the uncompressed ``Packages``,
+        by one of the distribution's keys; apk's ``index.json`` carries none."""
+        if not name.startswith("Packages"):
+            return
+        try:
+            text = gzip.decompress(content) if name.endswith(".gz") else content
+        except (OSError, EOFError):
+            raise upstream.UpstreamError(f"{directory}/{name} is corrupt") from None
+        signed = self._fetch(f"{directory}/Packages.sig", conditional=False)
+        if signed is None:
+            raise upstream.UpstreamError(f"{directory}/Packages.sig is missing")
+        try:
+            usign.verify(
+                text,
+                signed.content.decode(errors="replace"),
+                self.distribution.upstream_keys,
+            )
+        except usign.UsignError as error:
+            raise upstream.UpstreamError(f"{directory}/{name}: {error}") from None
 
     def _drop_builds(self, context: _Version, target: str, old: str, new: str) -> None:
         dropped = cached_builds.forget_other_revisions(
@@ -403,6 +426,8 @@ class _Pass:
             return False
         if not answer.changed:
             return False
+        directory = path.rsplit("/", 1)[0]
+        self._check_signature(directory, context.index_name, answer.content)
         index = package_index.parse(context.index_name, answer.content)
         self._save(
             lambda pipe: janitor_store.save_feed(

@@ -183,13 +183,12 @@ def _write_release(root: Path, release: Release, key: SecretKey) -> None:
         target_dir = root / "targets" / target
         _write_json(target_dir / "profiles.json", profiles)
         if target in world.targets:
-            _write_buildable_target(target_dir, release, world, profiles)
+            _write_buildable_target(target_dir, release, world, profiles, key)
         sign_directory(target_dir, key)
     for arch in sorted({all_profiles[t]["arch_packages"] for t in world.targets}):
         for feed, packages in world.feeds.items():
             feed_dir = root / "packages" / arch / feed
-            _write_feed(feed_dir, _for_arch(packages.values(), arch), world, arch)
-            _sign_file(feed_dir / _index_name(world), key)
+            _write_feed(feed_dir, _for_arch(packages.values(), arch), world, arch, key)
 
 
 def _release_world(release: Release) -> World:
@@ -216,8 +215,12 @@ def _for_arch(packages, arch: str) -> list[Package]:
     return [dataclasses.replace(package, arch=arch) for package in packages]
 
 
-def _write_feed(directory: Path, packages: list[Package], world: World, arch: str):
+def _write_feed(
+    directory: Path, packages: list[Package], world: World, arch: str, key: SecretKey
+) -> None:
+    """A feed with its index signed, as upstream signs every package index."""
     write_feed(directory, packages, world.package_format, arch, world.source_date_epoch)
+    _sign_file(directory / _index_name(world), key)
 
 
 def _index_name(world: World) -> str:
@@ -236,17 +239,18 @@ def _separate_kmods(world: World) -> bool:
 
 
 def _write_buildable_target(
-    target_dir: Path, release: Release, world: World, profiles: dict
+    target_dir: Path, release: Release, world: World, profiles: dict, key: SecretKey
 ) -> None:
     arch = profiles["arch_packages"]
     target_packages = _for_arch(world.targets[profiles["target"]].values(), arch)
     if _separate_kmods(world):
         kmods = [p for p in target_packages if p.name.startswith("kmod-")]
         others = [p for p in target_packages if not p.name.startswith("kmod-")]
-        _write_feed(target_dir / "kmods" / _kmods_dir(world), kmods, world, arch)
-        _write_feed(target_dir / "packages", others, world, arch)
+        kmods_dir = target_dir / "kmods" / _kmods_dir(world)
+        _write_feed(kmods_dir, kmods, world, arch, key)
+        _write_feed(target_dir / "packages", others, world, arch, key)
     else:
-        _write_feed(target_dir / "packages", target_packages, world, arch)
+        _write_feed(target_dir / "packages", target_packages, world, arch, key)
 
     feed_packages = [p for feed in world.feeds.values() for p in feed.values()]
     info = ImageBuilderInfo(

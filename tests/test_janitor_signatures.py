@@ -1,0 +1,36 @@
+"""The janitor loads no package index whose usign signature does not check out."""
+
+from __future__ import annotations
+
+import gzip
+
+import redis
+from upstreams import copy_tree, replace_file
+
+from asu import create_app, keys
+from asu.offline.server import UpstreamServer
+
+FEED = "releases/23.05.4/packages/x86_64/luci"
+
+
+def test_a_feed_index_changed_after_signing_is_not_loaded(
+    upstream_tree, app_config, tmp_path
+):
+    tree = copy_tree(upstream_tree, tmp_path / "downloads")
+    packages = gzip.decompress((tree / FEED / "Packages.gz").read_bytes())
+    forged = packages + b"\nPackage: backdoor\nVersion: 1.0-1\nArchitecture: all\n"
+    replace_file(tree / FEED / "Packages.gz", gzip.compress(forged))
+    server = UpstreamServer(tree).start()
+    try:
+        app = create_app(app_config | {"upstream_url": server.url})
+        outcome = app.test_cli_runner().invoke(args=["janitor", "init"])
+    finally:
+        server.stop()
+    assert outcome.exit_code == 0, outcome.output
+    assert "luci" in outcome.output and "does not match" in outcome.output
+    connection = redis.Redis.from_url(app_config["redis_url"])
+    luci = keys.feed_packages("openwrt", "23.05.4", "x86_64", "luci")
+    base = keys.feed_packages("openwrt", "23.05.4", "x86_64", "base")
+    assert not connection.hexists(luci, "backdoor")
+    assert connection.hlen(luci) == 0
+    assert connection.hlen(base) > 0
