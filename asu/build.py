@@ -48,15 +48,8 @@ from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
 from asu.signing import server_key
 
-#: The ``imagebuilder_status`` values older LuCI understands; nothing else is sent.
-IMAGEBUILDER_STATUSES = (
-    "init",
-    "download_imagebuilder",
-    "unpack_imagebuilder",
-    "calculate_packages_hash",
-    "building_image",
-)
-#: Finer stages, each mapped to the LuCI status shown meanwhile.
+#: Finer stages, each mapped to the ``imagebuilder_status`` shown meanwhile: only
+#: the five values older LuCI understands (an unknown one breaks its dialog).
 STAGES = {
     "init": "init",
     "download_imagebuilder": "download_imagebuilder",

@@ -18,9 +18,6 @@ SIZE_SCALE = 64
 #: that much smaller.
 ROOTFS_PACKING = 0.65
 
-#: The package worlds upstream has: opkg (up to 24.10) and apk (25.12 and snapshots).
-PACKAGE_FORMATS = ("opkg", "apk")
-
 
 @dataclass(frozen=True)
 class Package:
