@@ -114,7 +114,11 @@ def _loaded_profile(
 
 
 def _suggest(name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    """Up to three close names among those starting alike (the vendor): a typo
+    there is rare, and comparing with every profile would make each refusal of
+    a target with hundreds of them cost milliseconds."""
+    same_start = [other for other in known if other[:3] == name[:3]]
+    close = difflib.get_close_matches(name, same_start, n=3, cutoff=0.6)
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
@@ -130,13 +134,19 @@ def resolve(
     loaded, profile = _loaded_profile(connection, request)
     if profile is not None:
         return request.with_profile(profile)
-    profiles_json = _target_profiles(connection, config, request)
-    if not loaded:
+    if loaded:
+        # Every name a client may send is a key of the loaded hash: suggest from
+        # those rather than parse the whole profiles.json for a refusal.
+        key = keys.profile_names(request.distro, request.version, request.target)
+        known = [name.decode() for name in connection.hkeys(key)]
+    else:
+        profiles_json = _target_profiles(connection, config, request)
         profile = resolve_profile(request.profile, profiles_json)
+        known = list(profiles_json["profiles"])
     if profile is None:
         raise RequestError(
             f"unknown profile {request.profile} for {request.target}"
-            + _suggest(request.profile.replace(",", "_"), profiles_json["profiles"]),
+            + _suggest(request.profile.replace(",", "_"), known),
             status=404,
         )
     return request.with_profile(profile)
