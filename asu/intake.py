@@ -1,6 +1,8 @@
 """Everything between a parsed request and its build job, for every API
-generation: version, target and profile resolved (404), packages known (422),
-the client's allowance for new builds (429), then the one queue."""
+generation: version, target and profile resolved (404); then the cached or
+in-flight job of the same hash, or, for a new build only, packages known (422)
+and the client's allowance (429) before the one queue. A cached answer costs no
+package check: the request passed it when it was built."""
 
 from __future__ import annotations
 
@@ -17,11 +19,10 @@ def accept(
 ) -> Job:
     """The job for ``parsed``: cached, in flight, or newly queued."""
     resolved = metadata.resolve(connection, config, parsed)
-    package_validation.check_packages(connection, config, resolved)
     client = limits.client_id(remote_addr)
-    return build_queue.submit(
-        connection,
-        config,
-        resolved,
-        admit=lambda: limits.charge_new_build(connection, config, client),
-    )
+
+    def admit() -> None:
+        package_validation.check_packages(connection, config, resolved)
+        limits.charge_new_build(connection, config, client)
+
+    return build_queue.submit(connection, config, resolved, admit=admit)
