@@ -131,7 +131,7 @@ def _reuse_outcome(job: Job) -> str:
 
 def answer(job: Job) -> Answer:
     """The status, body and headers a client gets for ``job`` now."""
-    status = job.get_status()
+    status = job.get_status(refresh=False)  # fetched or enqueued just now
     base = {"request_hash": job.id}
     if status == JobStatus.FINISHED:
         result = job.return_value()
