@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, request
 
 import asu
 from asu import devices, stats, status
+from asu.times import iso_utc
 
 bp = Blueprint("api_stats", __name__, url_prefix="/api/v1")
 
@@ -78,10 +79,7 @@ def server_status():
     return {
         "version": asu.__version__,
         **status.backend(_connection()),
-        "janitor_last_run": _iso(last_run) if last_run else None,
+        "janitor_last_run": (
+            iso_utc(datetime.fromtimestamp(last_run, UTC)) if last_run else None
+        ),
     }
-
-
-def _iso(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -47,6 +47,7 @@ from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
 from asu.signing import server_key
+from asu.times import iso_utc
 
 #: Finer stages, each mapped to the ``imagebuilder_status`` shown meanwhile: only
 #: the five values older LuCI understands (an unknown one breaks its dialog).
@@ -495,8 +496,8 @@ def _result(request, profiles, images, manifest, result, job, info, rq_job) -> d
             "bin_dir": request.hash,
             "images": images,
             "manifest": manifest,
-            "build_at": _iso(datetime.now(UTC)),
-            "enqueued_at": _iso(enqueued) if enqueued else "",
+            "build_at": iso_utc(datetime.now(UTC)),
+            "enqueued_at": iso_utc(enqueued) if enqueued else "",
             "build_cmd": job.log,
             "stdout": result.stdout,
             "stderr": result.stderr,
@@ -506,9 +507,3 @@ def _result(request, profiles, images, manifest, result, job, info, rq_job) -> d
             "status": 200,
         }
     )
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -12,7 +12,7 @@ import json
 
 import redis
 
-from asu import keys, metadata, upstream
+from asu import keys, metadata
 from asu.config import Config
 from asu.distributions import DEFAULT_DISTRO
 
@@ -46,18 +46,10 @@ def versions(connection: redis.Redis, config: Config) -> list[str]:
 
 
 def _upstream_versions(connection: redis.Redis, config: Config) -> list[str]:
-    key = keys.web_versions(DEFAULT_DISTRO)
-    cached = connection.get(key)
-    if cached is not None:
-        return json.loads(cached)
-    distribution = metadata.distribution(config, DEFAULT_DISTRO)
-    try:
-        listed = upstream.get(upstream.session(), distribution.url(".versions.json"))
-        found = [*listed.json().get("versions_list", ()), "SNAPSHOT"]
-    except (upstream.UpstreamError, ValueError, AttributeError):
-        found = []
-    connection.set(key, json.dumps(found), ex=DEVICE_LIST_TTL)
-    return found
+    listed = metadata.versions_json(connection, config, DEFAULT_DISTRO)
+    if not isinstance(listed, dict):
+        return []
+    return [*listed.get("versions_list", ()), "SNAPSHOT"]
 
 
 def title(entry: dict) -> str:

@@ -127,11 +127,6 @@ def stats_top(name: str) -> str:
 # -- the web page (asu.devices) ---------------------------------------------------
 
 
-def web_versions(distro: str) -> str:
-    """JSON list of versions offered when the janitor has written no overview."""
-    return f"{PREFIX}:web:{distro}:versions"
-
-
 def web_devices(distro: str, version: str) -> str:
     """JSON list of one version's devices, reduced for the page's search."""
     return f"{PREFIX}:web:{distro}:{version}:devices"

@@ -55,6 +55,12 @@ def distribution(config: Config, name: str) -> Distribution:
     return found
 
 
+def versions_json(connection: redis.Redis, config: Config, distro: str):
+    """Upstream's ``.versions.json`` (as the janitor keeps it), or None."""
+    key = keys.upstream_versions(distro)
+    return _cached_json(connection, key, distribution(config, distro), ".versions.json")
+
+
 def targets(connection: redis.Redis, config: Config, distro: str, version: str):
     """``{target: arch}`` of ``version``, or None when upstream has no such version."""
     path = f"{upstream.release_path(version)}/.targets.json"
