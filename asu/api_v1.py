@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from rq import Worker
@@ -15,8 +13,6 @@ from asu.build_request import TARGET, VERSION, RequestError, parse_build_request
 from asu.distributions import DEFAULT_DISTRO
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-
-REQUEST_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _connection() -> redis.Redis:
@@ -44,12 +40,7 @@ def build_post():
 @bp.route("/build/<request_hash>", methods=["GET", "HEAD"])
 def build_get(request_hash: str):
     """The state of a build by its hash, without validating again."""
-    if not REQUEST_HASH.fullmatch(request_hash):
-        raise RequestError(f"{request_hash[:80]!r} is not a request hash", 404)
-    job = build_queue.fetch(_connection(), request_hash)
-    if job is None:
-        raise RequestError(f"no build with request hash {request_hash}", 404)
-    return _respond(build_queue.answer(job))
+    return _respond(build_queue.answer(build_queue.polled(_connection(), request_hash)))
 
 
 @bp.get("/revision/<version>/<target>/<subtarget>")

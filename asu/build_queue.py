@@ -20,7 +20,7 @@ from rq.job import Job, JobStatus
 from asu import stats
 from asu.abandoned_jobs import HEARTBEAT_META, fail_if_abandoned
 from asu.build import build
-from asu.build_request import BuildRequest, RequestError
+from asu.build_request import REQUEST_HASH, BuildRequest, RequestError
 from asu.config import Config
 
 #: The one queue every API generation enqueues builds on.
@@ -56,6 +56,18 @@ def fetch(connection: Redis, request_hash: str) -> Job | None:
     except NoSuchJobError:
         return None
     fail_if_abandoned(job)
+    return job
+
+
+def polled(connection: Redis, request_hash: str) -> Job:
+    """The job of a hash a client polls with (any API generation), or a 404."""
+    job = (
+        fetch(connection, request_hash)
+        if REQUEST_HASH.fullmatch(request_hash)
+        else None
+    )
+    if job is None:
+        raise RequestError(f"no build with request hash {request_hash[:80]}", 404)
     return job
 
 

@@ -42,6 +42,8 @@ CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:/@ -]{0,99}$", re.ASCII)
 REPOSITORY_NAME = re.compile(r"^[\w.-]{1,64}$", re.ASCII)
 REPOSITORY_URL = re.compile(r"^https?://[A-Za-z0-9._~:/%+-]{1,500}$", re.ASCII)
 ESCAPING_URL_PATH = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//|%2e|%2f|%5c", re.IGNORECASE)
+#: The full SHA-256 naming a build (``request_hash``, ``bin_dir``).
+REQUEST_HASH = re.compile(r"^[0-9a-f]{64}$", re.ASCII)
 REPOSITORY_KEY = re.compile(r"^[A-Za-z0-9+/]{40,120}={0,2}$", re.ASCII)
 
 FILESYSTEMS = ("squashfs", "ext4", "ubifs", "jffs2")

@@ -9,7 +9,6 @@ builds again from the new ImageBuilder. Builds already at the new revision stay.
 
 from __future__ import annotations
 
-import re
 import shutil
 
 import redis
@@ -17,10 +16,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from asu import keys
-from asu.build_request import BuildRequest
+from asu.build_request import REQUEST_HASH, BuildRequest
 from asu.config import Config
-
-_REQUEST_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 def remember(job: Job | None, request: BuildRequest, config: Config) -> None:
@@ -48,7 +45,7 @@ def forget_other_revisions(
     dropped = []
     for member in connection.smembers(key):
         request_hash = member.decode()
-        if not _REQUEST_HASH.fullmatch(request_hash):
+        if not REQUEST_HASH.fullmatch(request_hash):
             continue
         job = _job(connection, request_hash)
         if job is not None and _revision_of(job) == revision:

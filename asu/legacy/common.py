@@ -13,7 +13,7 @@ from flask import current_app, request
 from rq.job import Job
 
 from asu import build_queue, intake, request_body
-from asu.build_request import RequestError, parse_build_request
+from asu.build_request import parse_build_request
 from asu.config import Config
 
 #: Distribution names older clients send, as this server calls them.
@@ -76,14 +76,7 @@ def submit(v1_body: Mapping[str, Any]) -> Job:
 
 def job_by_hash(request_hash: str) -> Job:
     """The job of a hash a client polls with, or a 404."""
-    job = build_queue.fetch(connection(), request_hash) if _hex(request_hash) else None
-    if job is None:
-        raise RequestError(f"no build with request hash {request_hash[:80]}", 404)
-    return job
-
-
-def _hex(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+    return build_queue.polled(connection(), request_hash)
 
 
 @dataclass
