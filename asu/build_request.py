@@ -129,9 +129,9 @@ def parse_build_request(
         else _packages(body.get("packages"), "packages")
     )
     return BuildRequest(
-        distro=_matching(body, "distro", DISTRO, default="openwrt"),
-        version=_matching(body, "version", VERSION, required=True),
-        target=_matching(body, "target", TARGET, required=True),
+        distro=matching(body, "distro", DISTRO, default="openwrt"),
+        version=matching(body, "version", VERSION, required=True),
+        target=matching(body, "target", TARGET, required=True),
         profile=_profile(body.get("profile")),
         packages=packages,
         packages_versions=packages_versions,
@@ -139,7 +139,7 @@ def parse_build_request(
         defaults=_defaults(body.get("defaults"), config),
         rootfs_size_mb=_rootfs_size(body.get("rootfs_size_mb"), config),
         filesystem=_filesystem(body.get("filesystem")),
-        version_code=_matching(body, "version_code", VERSION_CODE, default=""),
+        version_code=matching(body, "version_code", VERSION_CODE, default=""),
         repositories=_repositories(body.get("repositories"), config),
         repository_keys=_repository_keys(body.get("repository_keys")),
         repositories_mode=_repositories_mode(body.get("repositories_mode")),
@@ -153,9 +153,10 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _matching(
+def matching(
     body: Mapping, key: str, pattern: re.Pattern, required=False, default=""
 ) -> str:
+    """``body[key]`` when it is a string that fits ``pattern``, else a 400."""
     value = body.get(key)
     if value is None or value == "":
         if required:

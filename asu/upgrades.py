@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from asu.build_request import (
     TARGET,
     VERSION,
     RequestError,
+    matching,
 )
 from asu.config import Config
 from asu.package_versions import compare
@@ -65,20 +65,12 @@ class Upgrade:
         return bool(self.upgrades) or self.version_changed
 
 
-def _text(body: Mapping, key: str, pattern: re.Pattern, default: str = "") -> str:
-    value = body.get(key, default)
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise RequestError(f"{key} {str(value)[:60]!r} is not valid")
-    return value
-
-
 def parse_check(
     body: Mapping[str, Any], installed_key: str = "installed"
 ) -> UpgradeCheck:
-    """Check a device's upgrade check (2019 ``installed``, 2017 ``packages``)."""
-    target = body.get("target")
-    if isinstance(target, str) and isinstance(body.get("subtarget"), str):
-        target = f"{target}/{body['subtarget']}"
+    """Check a device's upgrade check: ``distro``, ``version``, ``target`` and the
+    installed packages under ``installed_key`` (2019 ``installed``, 2017
+    ``packages``), each ``{package: version}``."""
     installed = body.get(installed_key) or {}
     if not isinstance(installed, Mapping) or len(installed) > MAX_INSTALLED:
         raise RequestError(f"{installed_key} must be an object {{package: version}}")
@@ -86,14 +78,13 @@ def parse_check(
         if (
             not PACKAGE.fullmatch(name)
             or not isinstance(version, str)
-            or not (PACKAGE_VERSION.fullmatch(version))
+            or not PACKAGE_VERSION.fullmatch(version)
         ):
             raise RequestError(f"{installed_key}: {str(name)[:60]!r} is not valid")
-    distro = body.get("distro", "openwrt")
     return UpgradeCheck(
-        distro=_text({"distro": str(distro).lower()}, "distro", DISTRO),
-        version=_text(body, "version", VERSION),
-        target=_text({"target": target}, "target", TARGET),
+        distro=matching(body, "distro", DISTRO, default="openwrt"),
+        version=matching(body, "version", VERSION, required=True),
+        target=matching(body, "target", TARGET, required=True),
         installed=dict(installed),
     )
 

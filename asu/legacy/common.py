@@ -46,7 +46,7 @@ def distro_name(value: Any) -> Any:
     return value
 
 
-def _target(body: Mapping[str, Any]) -> Any:
+def target_of(body: Mapping[str, Any]) -> Any:
     """``target`` alone (``ath79/generic``) or 2017's ``target`` + ``subtarget``."""
     target, subtarget = body.get("target"), body.get("subtarget")
     if isinstance(target, str) and isinstance(subtarget, str) and "/" not in target:
@@ -59,7 +59,7 @@ def normalise(body: Mapping[str, Any], fields: Mapping[str, Any]) -> dict:
     return {
         "distro": distro_name(body.get("distro", "openwrt")),
         "version": body.get("version"),
-        "target": _target(body),
+        "target": target_of(body),
         "profile": body.get("profile") or body.get("board"),
         "packages": _packages(body.get("packages")),
         "client": body.get("client"),

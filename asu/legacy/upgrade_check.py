@@ -28,6 +28,7 @@ def refused(error: RequestError):
 def _answer(installed_key: str, **extra) -> Response:
     body = dict(common.json_body())
     body["distro"] = common.distro_name(body.get("distro", "openwrt"))
+    body["target"] = common.target_of(body)
     device = upgrades.parse_check(body, installed_key)
     upgrade = upgrades.check(common.connection(), common.config(), device)
     if not upgrade.anything_new:
