@@ -36,9 +36,7 @@ def _cached_json(
     http = upstream.session()
     try:
         data = upstream.get(http, distribution.url(path)).json()
-    except upstream.UpstreamError:
-        data = None
-    except ValueError:
+    except (upstream.UpstreamError, ValueError):
         data = None
     connection.set(key, json.dumps(data), ex=FETCHED_TTL)
     return data
