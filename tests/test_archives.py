@@ -72,8 +72,14 @@ HOSTILE = {
     "parent directory": ([member("../escaped", b"x")], "not a plain relative path"),
     "deep parent": ([member("ib/../../../escaped", b"x")], "not a plain relative"),
     "absolute path": ([member("{tmp}/escaped-abs", b"x")], "not a plain relative"),
-    "symlink out": ([symlink("ib/out", "../../escaped")], "links outside"),
-    "absolute symlink": ([symlink("ib/etc", "/etc")], "links outside"),
+    "write through a link out": (
+        [symlink("ib/out", "../.."), member("ib/out/escaped", b"x")],
+        "through the link",
+    ),
+    "write through an absolute link": (
+        [symlink("ib/tmp", "{tmp}"), member("ib/tmp/escaped-abs", b"x")],
+        "through the link",
+    ),
     "write through a link": (
         [symlink("ib/dir", "."), member("ib/dir/escaped", b"x")],
         "through the link",
@@ -86,7 +92,7 @@ HOSTILE = {
     "hardlink to a system file": ([hardlink("ib/h", "/etc/passwd")], "not a plain"),
     "hardlink through a link": (
         [symlink("ib/d", "/etc"), hardlink("ib/h", "ib/d/passwd")],
-        "links outside",
+        "through the link",
     ),
     "character device": (
         [member("ib/null", type=tarfile.CHRTYPE, devmajor=1, devminor=3)],
@@ -105,7 +111,13 @@ HOSTILE = {
 def test_hostile_members_are_refused(tmp_path, kind, case):
     members, why = HOSTILE[case]
     members = [
-        (info.replace(name=info.name.format(tmp=tmp_path)), data)
+        (
+            info.replace(
+                name=info.name.format(tmp=tmp_path),
+                linkname=info.linkname.format(tmp=tmp_path),
+            ),
+            data,
+        )
         for info, data in members
     ]
     with pytest.raises(ImageBuilderError, match="unsafe ImageBuilder archive") as error:
@@ -127,6 +139,20 @@ def test_links_that_stay_inside_are_kept(tmp_path, kind):
     assert (top / "bin" / "alias").resolve() == (top / "bin" / "tool").resolve()
     assert (top / "bin" / "copy").stat().st_ino == (top / "bin" / "tool").stat().st_ino
     assert not (top / "bin" / "tool").stat().st_mode & 0o4000, "setuid kept"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_links_pointing_out_are_kept_as_links(tmp_path, kind):
+    """A real ImageBuilder links host tools by absolute path
+    (``staging_dir/host/bin/gzip -> /usr/bin/gzip``): kept, never followed."""
+    extra = [
+        directory("ib/staging_dir"),
+        symlink("ib/staging_dir/gzip", "/usr/bin/gzip"),
+        symlink("ib/staging_dir/up", "../../.."),
+    ]
+    top = unpack_archive(tmp_path, kind, imagebuilder(tmp_path, extra))
+    assert os.readlink(top / "staging_dir" / "gzip") == "/usr/bin/gzip"
+    assert os.readlink(top / "staging_dir" / "up") == "../../.."
 
 
 @pytest.mark.parametrize("kind", KINDS)
