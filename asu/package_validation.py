@@ -2,9 +2,11 @@
 
 A package is known when the target's index, its kmods or one of the version's
 feeds for the target's architecture has it, or when one of their packages
-provides it. Removals (``-name``) and ``packages_versions`` names are checked too.
-Only targets the janitor has loaded with a package index are checked: for the
-rest the build itself reports unknown packages.
+provides it. ``packages_versions`` names are checked too; removals (``-name``) are
+not: opkg and apk ignore the removal of a package nothing has, and a device
+package upstream stopped building must not block a rebuild. Only targets the
+janitor has loaded with a package index are checked: for the rest the build
+itself reports unknown packages.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def check_packages(
     Requests with extra ``repositories`` are not checked: their feeds are unknown
     here, and the build reports what none of the feeds has.
     """
-    names = sorted({name.lstrip("-") for name in request.packages})
+    names = sorted({name for name in request.packages if not name.startswith("-")})
     if not names or request.repositories:
         return
     feeds = metadata.distribution(config, request.distro).feeds
