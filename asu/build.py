@@ -1,12 +1,14 @@
 """The worker's job: turn one build request into signed images in the store.
 
-1. Get the ImageBuilder (fetched, verified and unpacked once per machine) and copy
-   it into the job's scratch directory.
+1. Get the ImageBuilder (fetched, verified and unpacked once per machine); the
+   sandbox shows it copy-on-write, so the build changes only its own scratch space.
 2. ``make info`` (revision, ``version_code`` check, default and device packages),
-   the package list (``diff_packages`` removals), ``make manifest`` (unknown or
-   conflicting packages, the ``packages_versions`` check), then ``make image``
-   with ``defaults`` as ``FILES``, ``ROOTFS_PARTSIZE``, the filesystem and
-   ``EXTRA_IMAGE_NAME``; every ``make`` runs in the sandbox.
+   the package list (``diff_packages`` removals), the feeds and the packages the
+   build may need fetched by the worker (:mod:`asu.feeds`), ``make manifest``
+   (unknown or conflicting packages, the ``packages_versions`` check), then
+   ``make image`` with ``defaults`` as ``FILES``, ``ROOTFS_PARTSIZE``, the
+   filesystem and ``EXTRA_IMAGE_NAME``; every ``make`` runs in the sandbox,
+   without a network.
 3. Hash and sign the images, move ``BIN_DIR`` to ``store/<hash>/`` by an atomic
    rename, and return the result.
 
@@ -34,7 +36,7 @@ from rq import get_current_job
 from asu import (
     cached_builds,
     distributions,
-    extra_feeds,
+    feeds,
     image_index,
     imagebuilder,
     publish,
@@ -46,6 +48,7 @@ from asu import (
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
+from asu.package_cache import PackageCache
 from asu.signing import server_key
 from asu.times import iso_utc
 
@@ -57,12 +60,15 @@ STAGES = {
     "unpack_imagebuilder": "unpack_imagebuilder",
     "prepare_imagebuilder": "unpack_imagebuilder",
     "make_info": "calculate_packages_hash",
+    "fetch_packages": "calculate_packages_hash",
     "make_manifest": "calculate_packages_hash",
     "make_image": "building_image",
     "sign_images": "building_image",
     "store_images": "building_image",
 }
 DEFAULTS_PATH = "etc/uci-defaults/99-asu-defaults"
+#: Where the sandbox sees the feeds the worker fetched.
+FEEDS_DIR = "/feeds"
 #: The build's commands and output, kept beside the images.
 BUILDLOG = "buildlog.txt"
 FILESYSTEM_OPTIONS = {
@@ -88,7 +94,8 @@ class BuildError(Exception):
     ``kind`` names the failure for statistics and for the earlier API generations'
     status codes: ``imagebuilder``, ``version_code``, ``profile``,
     ``unknown_package``, ``conflict``, ``packages_versions``, ``too_big``,
-    ``timeout``, ``no_image``, ``disk_full``, ``repositories`` or ``build``.
+    ``timeout``, ``no_image``, ``disk_full``, ``repositories``, ``download`` or
+    ``build``.
     """
 
     def __init__(
@@ -103,25 +110,43 @@ class BuildError(Exception):
 
 @dataclass
 class Job:
-    """One build in progress: its request, config, scratch space and log."""
+    """One build in progress: its request, config, scratch space and log.
+
+    The scratch directory holds ``job/`` (the sandbox's writable ``/job``: ``bin``,
+    ``files``), ``changes/`` (what the build changes of the ImageBuilder, which it
+    sees at ``/job/imagebuilder``) and ``feeds/`` (the feeds the worker fetched,
+    read-only at ``/feeds``).
+    """
 
     request: BuildRequest
     config: Config
+    distribution: distributions.Distribution
     scratch: Path
+    #: the unpacked ImageBuilder, shared by every build of its version and target
+    source: Path
     report: Callable[[str], None]
     log: list[str]
-    #: the request's extra feeds the worker copied in (opkg)
-    feeds: list[extra_feeds.LocalFeed] = field(default_factory=list)
-    #: whether ``make`` needs the network (extra feeds it must read itself)
-    network: bool = False
+    #: the feeds the worker serves the ImageBuilder
+    mirrored: list[feeds.Mirrored] = field(default_factory=list)
+    #: packages the build may need that could not be fetched
+    missing: list[feeds.Missing] = field(default_factory=list)
 
     @property
-    def builder(self) -> Path:
-        return self.scratch / "imagebuilder"
+    def layout(self) -> sandbox.Layout:
+        overlay = sandbox.Overlay("imagebuilder", self.source, self.scratch / "changes")
+        return sandbox.Layout(
+            self.scratch / "job", overlay, ((FEEDS_DIR, self.scratch / "feeds"),)
+        )
+
+    @property
+    def changes(self) -> Path:
+        """Where files the worker puts into the ImageBuilder go (the overlay's
+        upper layer): the shared tree itself is never written."""
+        return self.layout.overlay.upper
 
     @staticmethod
     def inside(name: str) -> str:
-        """The path of ``scratch/name`` as the sandboxed ``make`` sees it."""
+        """The path of ``job/name`` as the sandboxed ``make`` sees it."""
         return f"{sandbox.JOB_DIR}/{name}"
 
     def make(self, target: str, **variables: str) -> sandbox.Result:
@@ -130,9 +155,7 @@ class Job:
         command += [_make_variable(key, value) for key, value in variables.items()]
         self.log.append(" ".join(command))
         limits = sandbox.Limits(timeout=self.config.job_timeout)
-        result = sandbox.run(
-            command, self.scratch, "imagebuilder", limits, self.network
-        )
+        result = sandbox.run(command, self.layout, "imagebuilder", limits)
         if result.returncode != 0 and DISK_FULL in result.stdout + result.stderr:
             raise BuildError(DISK_FULL_DETAIL, *_out(result), kind="disk_full")
         return result
@@ -204,29 +227,30 @@ def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
     jobs_dir = config.cache_path / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jobs_dir, prefix=request.hash[:16]) as tmp:
-        job = Job(request, config, Path(tmp), report, log=[])
         report("prepare_imagebuilder")
-        imagebuilder.copy_for_job(source, job.builder)
+        job = Job(request, config, distribution, Path(tmp), source, report, log=[])
         return _run_pipeline(job, rq_job)
 
 
 def _run_pipeline(job: Job, rq_job) -> dict:
     request = job.request
     _write_files(job)
-    _add_repositories(job)
     _choose_filesystem(job)
-    sandbox.prepare_workdir(job.scratch)
+    job.layout.prepare()
 
     job.report("make_info")
     info = _make_info(job)
     packages = _package_list(request, info)
 
+    job.report("fetch_packages")
+    _serve_feeds(job, info, packages)
+    job.layout.prepare()
+
     job.report("make_manifest")
     manifest = _make_manifest(job, packages)
-    _feed_step(extra_feeds.fetch_packages, upstream.session(), job.feeds, manifest)
 
     job.report("make_image")
-    bin_dir = job.scratch / "bin"
+    bin_dir = job.scratch / "job" / "bin"
     variables = {
         "PROFILE": request.profile,
         "PACKAGES": " ".join(packages),
@@ -260,64 +284,71 @@ def _run_pipeline(job: Job, rq_job) -> dict:
 
 def _write_files(job: Job) -> None:
     if job.request.defaults:
-        path = job.scratch / "files" / DEFAULTS_PATH
+        path = job.scratch / "job" / "files" / DEFAULTS_PATH
         path.parent.mkdir(parents=True)
         path.write_text(job.request.defaults)
 
 
-def _add_repositories(job: Job) -> None:
-    """The request's extra feeds (already on the allow-list) and their keys.
+def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
+    """Fetch the ImageBuilder's feeds and the request's extra feeds, with every
+    package the build may install, and point the ImageBuilder at the copies.
 
-    opkg feeds are copied into the job (:mod:`asu.extra_feeds`) so the sandbox
-    stays offline; apk feeds are named by URL and the sandbox gets the network.
     ``replace`` drops upstream's feeds but keeps the ImageBuilder's own
-    ``packages/``; keys go where opkg looks for them (``keys/<key id>``).
+    ``packages/``; the request's keys go where opkg looks for them
+    (``keys/<key id>``).
     """
     request = job.request
-    if not request.repositories:
-        return
-    opkg = (job.builder / "repositories.conf").is_file()
-    path = job.builder / ("repositories.conf" if opkg else "repositories")
-    lines = path.read_text().splitlines()
-    if request.repositories_mode == "replace":
-        lines = [line for line in lines if _local_feed(line)]
+    conf = feeds.read_regular(job.source / "repositories.conf")
+    trusted = feeds.trusted_keys(job.source / "keys", job.distribution.upstream_keys)
+    repositories = feeds.imagebuilder_feeds(conf, job.distribution, trusted)
+    extra = tuple(
+        feeds.Feed(name, url, request.repository_keys, extra=True)
+        for name, url in request.repositories.items()
+    )
+    replaced = request.repositories_mode == "replace" and extra
+    upstream_feeds = () if replaced else repositories.feeds
+    _check_names(upstream_feeds, extra)
     http = upstream.session()
-    for name, url in request.repositories.items():
-        if opkg:
-            local = job.scratch / "feeds" / name
-            job.feeds.append(
-                _feed_step(
-                    extra_feeds.fetch_index,
-                    http,
-                    name,
-                    url,
-                    local,
-                    request.repository_keys,
-                )
-            )
-            lines.append(f"src {name} file:{job.inside(f'feeds/{name}')}")
-        else:
-            lines.append(f"{url}/packages.adb")
-            job.network = True
-    path.write_text("\n".join(lines) + "\n")
-    for key in request.repository_keys:
+    try:
+        job.mirrored = feeds.mirror(
+            http, [*upstream_feeds, *extra], job.scratch / "feeds"
+        )
+    except feeds.FeedError as error:
+        raise BuildError(f"Error: {error}", kind="repositories") from None
+    cache = PackageCache(job.config.cache_path / "packages")
+    wanted = _installed(info, request.profile, packages)
+    job.missing = feeds.provide(http, cache, job.mirrored, wanted)
+    text = feeds.repositories_file(repositories, job.mirrored, FEEDS_DIR)
+    (job.changes / "repositories.conf").write_text(text)
+    _add_keys(job)
+
+
+def _check_names(upstream_feeds, extra) -> None:
+    taken = {feed.name for feed in upstream_feeds}
+    clash = sorted(taken.intersection(feed.name for feed in extra))
+    if clash:
+        raise BuildError(
+            f"Error: repositories: the name {clash[0]} is taken by a feed of the "
+            "ImageBuilder; give the extra feed another name",
+            kind="repositories",
+        )
+
+
+def _installed(info: Info, profile: str, packages: list[str]) -> list[str]:
+    """What ``make image`` asks the package manager for: defaults, the profile's
+    packages and the request's, less removals, plus the kernel."""
+    removed = {name[1:] for name in packages if name.startswith("-")}
+    preset = [*info.default_packages, *info.profiles.get(profile, [])]
+    added = [name.lstrip("+") for name in packages if not name.startswith("-")]
+    return [n for n in dict.fromkeys([*preset, *added, "kernel"]) if n not in removed]
+
+
+def _add_keys(job: Job) -> None:
+    for key in job.request.repository_keys:
         public = usign.PublicKey.from_text(key)
-        keys_dir = job.builder / "keys"
+        keys_dir = job.changes / "keys"
         keys_dir.mkdir(exist_ok=True)
         (keys_dir / public.key_id_hex).write_text(public.to_text())
-
-
-def _feed_step(step, *args):
-    """Run one :mod:`asu.extra_feeds` step; its failure fails the build."""
-    try:
-        return step(*args)
-    except extra_feeds.FeedError as error:
-        raise BuildError(f"Error: {error}", kind="repositories") from None
-
-
-def _local_feed(line: str) -> bool:
-    """Lines of a repositories file that are no upstream feed."""
-    return "://" not in line
 
 
 def _choose_filesystem(job: Job) -> None:
@@ -325,8 +356,8 @@ def _choose_filesystem(job: Job) -> None:
     wanted = job.request.filesystem
     if not wanted:
         return
-    config_path = job.builder / ".config"
-    lines = config_path.read_text().splitlines()
+    lines = feeds.read_regular(job.source / ".config").splitlines()
+    job.changes.mkdir(parents=True, exist_ok=True)
     kept = [
         line
         for line in lines
@@ -334,7 +365,7 @@ def _choose_filesystem(job: Job) -> None:
     ]
     for filesystem, option in FILESYSTEM_OPTIONS.items():
         kept.append(f"{option}=y" if filesystem == wanted else f"# {option} is not set")
-    config_path.write_text("\n".join(kept) + "\n")
+    (job.changes / ".config").write_text("\n".join(kept) + "\n")
 
 
 def _make_info(job: Job) -> Info:
@@ -382,15 +413,23 @@ def _package_list(request: BuildRequest, info: Info) -> list[str]:
 
 
 _OPKG_UNKNOWN = re.compile(r"Cannot install package (\S+?)\.?$", re.MULTILINE)
+_OPKG_UNFETCHED = re.compile(r"Failed to download (\S+?)\.", re.MULTILINE)
 _APK_UNKNOWN = re.compile(r"^\s+(\S+) \(no such package\):", re.MULTILINE)
 _CONFLICT = re.compile(r"conflict", re.IGNORECASE)
 
 
 def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
+    """The packages the image gets, by ``make manifest STRIP_ABI=1``: names as the
+    feeds' ``index.json`` and clients have them (``libgcc``, not ``libgcc1``)."""
     request = job.request
-    result = job.make("manifest", PROFILE=request.profile, PACKAGES=" ".join(packages))
+    result = job.make(
+        "manifest",
+        PROFILE=request.profile,
+        PACKAGES=" ".join(packages),
+        STRIP_ABI="1",
+    )
     if result.returncode != 0:
-        kind, detail = _manifest_error(result.stderr + result.stdout)
+        kind, detail = _manifest_error(result.stderr + result.stdout, job)
         raise BuildError(detail, *_out(result), kind=kind)
     manifest = parse_manifest(result.stdout)
     mismatches = [
@@ -409,9 +448,22 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
     return manifest
 
 
-def _manifest_error(output: str) -> tuple[str, str]:
+def _manifest_error(output: str, job: Job) -> tuple[str, str]:
     """The kind of failure and a detail naming the packages and what to change."""
+    unfetched = _unfetched(output, job.missing)
+    if unfetched:
+        return "download", (
+            f"Error: {unfetched}; the package server lacks them now: retry later, "
+            "or remove them from the request"
+        )
     unknown = sorted(set(_OPKG_UNKNOWN.findall(output) + _APK_UNKNOWN.findall(output)))
+    left_out = [m for m in job.mirrored if m.problem]
+    if unknown and left_out:
+        feeds_named = "; ".join(f"feed {m.feed.name}: {m.problem}" for m in left_out)
+        return "repositories", (
+            f"Error: cannot install {', '.join(unknown)}: a feed that may have "
+            f"them could not be used ({feeds_named})"
+        )
     if _CONFLICT.search(output):
         named = f" ({', '.join(unknown)})" if unknown else ""
         return "conflict", (
@@ -424,6 +476,22 @@ def _manifest_error(output: str) -> tuple[str, str]:
             "their names for this version and target"
         )
     return "build", "Error: the ImageBuilder could not resolve the packages"
+
+
+def _unfetched(output: str, missing: list[feeds.Missing]) -> str:
+    """What the package manager could not get, with why the worker could not
+    fetch it; "" when that is not why the build failed."""
+    failed = set(_OPKG_UNFETCHED.findall(output))
+    named = [m for m in missing if m.entry.name in failed]
+    if not named and not failed:
+        return ""
+    if not named:
+        return f"package(s) {', '.join(sorted(failed))} could not be fetched"
+    return "; ".join(
+        f"package {m.entry.name} ({m.entry.filename}) could not be fetched from "
+        f"feed {m.feed}: {m.reason}"
+        for m in named
+    )
 
 
 def _out(result: sandbox.Result) -> tuple[str, str]:

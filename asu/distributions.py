@@ -6,10 +6,15 @@ OpenWrt is built from the top-level keys ``upstream_url``, ``upstream_keys`` and
 
     distributions:
       lime:
-        upstream_url: https://downloads.example.org
+        upstream_url: https://mirror.example.org/lime
         upstream_keys: [RWS...]
         branches: {"24.10": {"enabled": true}}
         feeds: [base, packages, luci]
+        public_url: https://downloads.example.org
+
+``public_url`` is the address the distribution's ImageBuilders name their feeds by
+(OpenWrt's: ``https://downloads.openwrt.org``); the worker fetches those feeds from
+``upstream_url`` instead.
 
 A branch's settings (``branches.<name>``) override what the janitor derives from
 upstream's ``.versions.json``: ``enabled``, ``snapshot``, ``versions``, ``path``,
@@ -28,6 +33,8 @@ from asu.build_request import DISTRO, VERSION
 from asu.config import Config, ConfigError
 
 DEFAULT_DISTRO = "openwrt"
+#: Where OpenWrt publishes: its ImageBuilders name their feeds by this address.
+OPENWRT_PUBLIC_URL = "https://downloads.openwrt.org"
 DEFAULT_FEEDS = ("base", "packages", "luci", "routing", "telephony")
 FEED = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.ASCII)
 
@@ -51,7 +58,13 @@ _SETTING_TYPES: dict[str, type | tuple[type, ...]] = {
     "package_changes": list,
     "extra_keys": list,
 }
-_DISTRIBUTION_KEYS = {"upstream_url", "upstream_keys", "branches", "feeds"}
+_DISTRIBUTION_KEYS = {
+    "upstream_url",
+    "upstream_keys",
+    "branches",
+    "feeds",
+    "public_url",
+}
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,19 @@ class Distribution:
     upstream_keys: tuple[str, ...]
     branches: Mapping[str, Mapping[str, Any]]
     feeds: tuple[str, ...] = DEFAULT_FEEDS
+    #: the address its ImageBuilders name their feeds by (its upstream when unset)
+    public_url: str = ""
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` on this distribution's upstream."""
         return f"{self.upstream_url.rstrip('/')}/{path.lstrip('/')}"
+
+    def public_urls(self) -> tuple[str, ...]:
+        """The addresses that mean this distribution's upstream in a feed URL:
+        its public address (over https and http) and ``upstream_url`` itself."""
+        public = self.public_url or self.upstream_url
+        _, _, rest = public.partition("://")
+        return (f"https://{rest}", f"http://{rest}", self.upstream_url)
 
     @property
     def json_prefix(self) -> str:
@@ -80,6 +102,7 @@ def distributions(config: Config) -> dict[str, Distribution]:
         "upstream_url": config.upstream_url,
         "upstream_keys": config.upstream_keys,
         "branches": _merge(OPENWRT_BRANCHES, config.branches),
+        "public_url": OPENWRT_PUBLIC_URL,
     }
     raw = {DEFAULT_DISTRO: openwrt} | {
         name: settings
@@ -136,7 +159,10 @@ def _distribution(name: str, settings: Any) -> Distribution:
         str(branch): _branch_settings(values, f"{where}.branches.{branch}")
         for branch, values in _mapping(settings.get("branches"), where).items()
     }
-    return Distribution(name, url, keys, branches, feeds)
+    public = settings.get("public_url", "")
+    if public and not (isinstance(public, str) and public.startswith("http")):
+        raise ConfigError(f"config key {where!r}: public_url must be an http(s) URL")
+    return Distribution(name, url, keys, branches, feeds, public)
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:

@@ -21,7 +21,6 @@ import hashlib
 import lzma
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
-from asu import upstream, usign
+from asu import sandbox, upstream, usign
 from asu.config import Config
 from asu.distributions import Distribution
 
@@ -151,6 +150,9 @@ def _fetch_and_unpack(
             _download(http, source.url(archive.name), download, archive.sha256)
             progress("unpack_imagebuilder")
             top = unpack(download, archive.kind, Path(scratch) / "tree")
+            # Builds see it through an overlay: the sandbox user must own it to
+            # change their copy-on-write view of it.
+            sandbox.hand_over(top)
             base.mkdir(parents=True, exist_ok=True)
             top.rename(unpacked)
 
@@ -264,9 +266,3 @@ def _path_below(dest: Path, name: str, member: tarfile.TarInfo) -> Path:
         if path.is_symlink():
             raise _unsafe(member, f"would be written through the link {part!r}")
     return dest.joinpath(*parts)
-
-
-def copy_for_job(source: Path, dest: Path) -> Path:
-    """A private copy of an unpacked ImageBuilder that one build may change."""
-    shutil.copytree(source, dest, symlinks=True)
-    return dest

@@ -59,7 +59,7 @@ def parse(name: str, content: bytes) -> PackageIndex:
 def parse_packages(text: str) -> PackageIndex:
     """An opkg ``Packages`` index."""
     index = PackageIndex()
-    for fields in _paragraphs(text):
+    for fields in paragraphs(text):
         name = fields.get("Package", "")
         version = fields.get("Version", "")
         if not _NAME.fullmatch(name) or not version:
@@ -98,7 +98,7 @@ def parse_index_json(content: bytes) -> PackageIndex:
     return index
 
 
-def _paragraphs(text: str) -> Iterator[dict[str, str]]:
+def paragraphs(text: str) -> Iterator[dict[str, str]]:
     """The fields of each paragraph; continuation lines are dropped."""
     fields: dict[str, str] = {}
     for line in text.splitlines():

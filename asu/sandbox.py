@@ -3,12 +3,18 @@
 The sandbox sees the system read-only (``/usr``, the links to it and the few files
 of ``/etc`` programs need), a private ``/tmp``, its own ``/proc`` and ``/dev``, and
 nothing of the server: not the configuration, the keys, Redis, the store nor other
-jobs. Only the job's scratch directory is writable. It has its own user, PID, IPC
-and network namespaces (the network only when asked for), no capabilities, and
-limits on time, memory, file size, the size of ``/tmp`` and captured output.
+jobs. What it sees of the worker's files is a :class:`Layout`: the job's directory,
+writable; the unpacked ImageBuilder shown copy-on-write inside it (an overlay whose
+changes land in the job's scratch space, so no build copies or alters the shared
+tree); directories shown read-only (the feeds the worker fetched). It has its own
+user, PID, IPC and network namespaces, no
+capabilities, no network at all (the worker fetches what a build needs), and limits
+on time, memory, file size, the size of ``/tmp`` and captured output.
+
 A worker running as root sets the sandbox up as root and runs the command as
-``nobody`` with every capability dropped (``setpriv``); any other user runs all
-of it unprivileged.
+``nobody`` with every capability dropped (``setpriv``); any other user runs all of
+it unprivileged, the overlay mounted in a user namespace of its own. The overlay
+exists only in the sandbox's mount namespace: nothing is left mounted on the host.
 """
 
 from __future__ import annotations
@@ -40,6 +46,73 @@ UNPRIVILEGED = 65534
 BASE_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 #: Bytes read from the command's pipes at a time.
 READ_CHUNK = 64 * 1024
+#: Mounts the overlay given as "$1" (options) on "$2", then runs the rest: the
+#: paths arrive as arguments, never as shell text.
+MOUNT_OVERLAY = 'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"'
+#: Characters that would end or escape an overlay mount option.
+_OPTION_BREAKERS = set(",:\\\n")
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A tree shown copy-on-write at ``JOB_DIR/name``: ``lower`` is never written,
+    what the command changes lands in ``changes`` (``upper/`` and ``work/``)."""
+
+    name: str
+    lower: Path
+    changes: Path
+
+    @property
+    def upper(self) -> Path:
+        return self.changes / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.changes / "work"
+
+    def create(self) -> None:
+        """Make the empty directories the overlay needs."""
+        self.upper.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(exist_ok=True)
+
+    def options(self) -> str:
+        """The overlay's mount options."""
+        paths = [p.resolve() for p in (self.lower, self.upper, self.work)]
+        for path in paths:
+            if _OPTION_BREAKERS & set(str(path)):
+                raise RuntimeError(f"cannot overlay {path}: its name has , : or \\")
+        lower, upper, work = paths
+        return f"lowerdir={lower},upperdir={upper},workdir={work}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the sandbox sees of the worker's files: ``job_dir`` writable at
+    :data:`JOB_DIR`, an optional :class:`Overlay` inside it and ``read_only``
+    directories (``{path in the sandbox: path on the host}``)."""
+
+    job_dir: Path
+    overlay: Overlay | None = None
+    read_only: tuple[tuple[str, Path], ...] = ()
+
+    def mount_point(self) -> Path:
+        """Where the overlay is mounted below the job's directory."""
+        assert self.overlay is not None
+        return self.job_dir / self.overlay.name
+
+    def prepare(self) -> None:
+        """Create the directories the sandbox sees and give the writable ones to
+        the sandbox user (a no-op for ownership unless root)."""
+        for _, outside in self.read_only:
+            outside.mkdir(parents=True, exist_ok=True)
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        writable = [self.job_dir]
+        if self.overlay is not None:
+            self.overlay.create()
+            self.mount_point().mkdir(exist_ok=True)
+            writable.append(self.overlay.changes)
+        for path in writable:
+            hand_over(path)
 
 
 @dataclass(frozen=True)
@@ -63,27 +136,50 @@ class Result:
     timed_out: bool = False
 
 
-def bwrap_command(
+def sandbox_command(
     command: Sequence[str],
-    job_dir: Path,
+    layout: Layout,
     cwd: str = "",
-    network: bool = False,
     tmp_bytes: int = Limits.tmp_bytes,
 ) -> list[str]:
-    """The ``bwrap`` argument list running ``command`` in ``JOB_DIR/cwd``.
+    """The argument list running ``command`` sandboxed in ``JOB_DIR/cwd``.
 
     The job's directory is mounted at :data:`JOB_DIR`, so paths passed to the
-    command must be below that.
+    command must be below that (or be one of the read-only directories).
     """
+    return [*_overlay_mount(layout), *_bwrap(command, layout, cwd, tmp_bytes)]
+
+
+def _overlay_mount(layout: Layout) -> list[str]:
+    """What mounts the overlay, in a mount namespace of its own, before ``bwrap``
+    starts: nothing is left mounted on the host when the sandbox ends."""
+    if layout.overlay is None:
+        return []
+    options = layout.overlay.options()
+    if os.geteuid() == 0:
+        namespaces = ["unshare", "--mount", "--propagation", "private"]
+    else:
+        namespaces = ["unshare", "--user", "--map-root-user", "--mount"]
+        namespaces += ["--propagation", "private"]
+        options = f"userxattr,{options}"
+    mount_point = str(layout.mount_point().resolve())
+    return [*namespaces, "--", "sh", "-c", MOUNT_OVERLAY, "mount", options, mount_point]
+
+
+def _bwrap(
+    command: Sequence[str], layout: Layout, cwd: str, tmp_bytes: int
+) -> list[str]:
     binary = shutil.which("bwrap")
     if not binary:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
     args = [binary, "--die-with-parent", "--new-session"]
     args += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
-    if not network:
-        args.append("--unshare-net")
+    args.append("--unshare-net")
     if os.geteuid() != 0:
         args += ["--unshare-user", "--cap-drop", "ALL"]
+        if layout.overlay is not None:  # root of the overlay's user namespace
+            user = str(UNPRIVILEGED)
+            args += ["--uid", user, "--gid", user]
     args += ["--perms", "0755", "--dir", "/etc"]
     for path in SYSTEM_PATHS:
         if os.path.lexists(path):
@@ -94,10 +190,11 @@ def bwrap_command(
         "--proc", "/proc",
         "--dev", "/dev",
         "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-        "--bind", str(job_dir.resolve()), JOB_DIR,
-        "--chdir", f"{JOB_DIR}/{cwd}".rstrip("/"),
-        "--clearenv",
+        "--bind", str(layout.job_dir.resolve()), JOB_DIR,
     ]  # fmt: skip
+    for inside, outside in layout.read_only:
+        args += ["--ro-bind", str(outside.resolve()), inside]
+    args += ["--chdir", f"{JOB_DIR}/{cwd}".rstrip("/"), "--clearenv"]
     for key, value in BASE_ENV.items():
         args += ["--setenv", key, value]
     return [*args, "--", *_drop_root(), *command]
@@ -114,14 +211,14 @@ def _drop_root() -> list[str]:
     ]  # fmt: skip
 
 
-def prepare_workdir(workdir: Path) -> None:
-    """Give the sandbox user the job's scratch directory (a no-op unless root)."""
+def hand_over(path: Path) -> None:
+    """Give the sandbox user ``path`` and all below it (a no-op unless root)."""
     if os.geteuid() != 0:
         return
-    for root, dirs, files in os.walk(workdir):
+    for root, dirs, files in os.walk(path):
         for name in [*dirs, *files]:
             os.lchown(os.path.join(root, name), UNPRIVILEGED, UNPRIVILEGED)
-    os.lchown(workdir, UNPRIVILEGED, UNPRIVILEGED)
+    os.lchown(path, UNPRIVILEGED, UNPRIVILEGED)
 
 
 def _limit(limits: Limits):
@@ -156,10 +253,9 @@ class _Tail:
 
 def run(
     command: Sequence[str],
-    job_dir: Path,
+    layout: Layout,
     cwd: str = "",
     limits: Limits = Limits(),
-    network: bool = False,
 ) -> Result:
     """Run ``command`` sandboxed in ``JOB_DIR/cwd``; never raises for its failures.
 
@@ -169,7 +265,7 @@ def run(
     stdout, stderr = _Tail(limits.output_bytes), _Tail(limits.output_bytes)
     deadline = time.monotonic() + limits.timeout
     with subprocess.Popen(
-        bwrap_command(command, job_dir, cwd, network, limits.tmp_bytes),
+        sandbox_command(command, layout, cwd, limits.tmp_bytes),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -281,7 +281,7 @@ sandbox = sys.modules["sandbox"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sandbox)
 os.environ["ASU_REDIS_URL"] = "redis://:worker-secret@127.0.0.1:6379/0"
 command = ["sh", "-c", "cat /proc/*/environ | tr '\\0' '\\n'; id -u"]
-result = sandbox.run(command, Path(sys.argv[2]))
+result = sandbox.run(command, sandbox.Layout(Path(sys.argv[2])))
 print(result.stdout, result.stderr)
 """
 

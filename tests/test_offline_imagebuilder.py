@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from asu.offline.imagebuilder_writer import write_imagebuilder
+from asu.offline.tree import signing_key
 from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, ImageType, Package, Profile
 from asu.offline.packages import (
     adb_index,
@@ -148,14 +149,14 @@ def make(ib: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def x86(tmp_path_factory) -> Path:
     ib = tmp_path_factory.mktemp("ib") / "openwrt-imagebuilder-24.10.4-x86-64"
-    write_imagebuilder(ib, X86_INFO, WORLD)
+    write_imagebuilder(ib, X86_INFO, WORLD, signing_key())
     return ib
 
 
 @pytest.fixture(scope="module")
 def ath79(tmp_path_factory) -> Path:
     ib = tmp_path_factory.mktemp("ib") / "openwrt-imagebuilder-25.12.0-ath79-generic"
-    write_imagebuilder(ib, ATH79_INFO, WORLD)
+    write_imagebuilder(ib, ATH79_INFO, WORLD, signing_key())
     return ib
 
 
@@ -440,10 +441,17 @@ def test_unknown_package_fails_like_opkg(x86):
     result = make(x86, "manifest", "PROFILE=generic", "PACKAGES=no-such-package")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.splitlines()[:2] == [
-        "Collected errors:",
-        " * opkg_install_cmd: Cannot install package no-such-package.",
+    lines = result.stderr.splitlines()
+    assert lines[:4] == [
+        "Downloading file:packages/Packages",
+        f"Updated list of available packages in {x86}/dl/imagebuilder",
+        "Downloading file:packages/Packages.sig",
+        "Signature check passed.",
     ]
+    errors = lines.index("Collected errors:")
+    assert lines[errors + 1] == (
+        " * opkg_install_cmd: Cannot install package no-such-package."
+    )
 
 
 def test_missing_dependency_fails_like_opkg(x86):
@@ -471,7 +479,8 @@ def test_unknown_package_fails_like_apk(ath79):
 def test_conflict_fails_like_opkg(x86):
     result = make(x86, "manifest", "PACKAGES=nftables-json nftables-nojson")
     assert result.returncode == 2
-    assert result.stderr.splitlines()[:4] == [
+    lines = result.stderr.splitlines()
+    assert lines[lines.index("Collected errors:") :][:4] == [
         "Collected errors:",
         " * check_conflicts_for: The following packages conflict with nftables-nojson:",
         " * check_conflicts_for: \tnftables-json * ",
@@ -709,6 +718,8 @@ def test_clean_removes_what_builds_leave(x86, tmp_path):
 def http_feed(tmp_path):
     """A feed of the world served over HTTP on loopback; yields its URL."""
     write_feed(tmp_path / "feed" / "base", WORLD, "opkg", "x86_64", EPOCH)
+    index = tmp_path / "feed" / "base" / "Packages"
+    index.with_name("Packages.sig").write_text(signing_key().sign(index.read_bytes()))
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path / "feed")
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -723,7 +734,7 @@ def test_remote_feeds_are_downloaded(http_feed, tmp_path):
     info = dataclasses.replace(X86_INFO, feeds={"base": http_feed})
     local = [p for p in WORLD if p.name.startswith(("kernel", "kmod-"))]
     ib = tmp_path / "ib"
-    write_imagebuilder(ib, info, local)
+    write_imagebuilder(ib, info, local, signing_key())
     assert (
         f"src/gz openwrt_base {http_feed}\n" in (ib / "repositories.conf").read_text()
     )

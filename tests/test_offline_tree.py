@@ -11,7 +11,7 @@ import tarfile
 import pytest
 import requests
 
-from asu.offline.tree import generate, signing_key
+from asu.offline.tree import PUBLIC_URL, generate, signing_key
 from asu.usign import SecretKey, UsignError, verify
 
 TRUSTED = [signing_key().public_key]
@@ -147,13 +147,17 @@ def run_make(directory, *args):
 
 @pytest.fixture(scope="module")
 def ath79_builder(upstream_tree, tmp_path_factory):
-    """The generated 23.05.4 ath79 ImageBuilder, unpacked."""
+    """The generated 23.05.4 ath79 ImageBuilder, unpacked, its feeds pointed at the
+    tree on disk as one uses a release ImageBuilder offline."""
     target = upstream_tree / "releases/23.05.4/targets/ath79/generic"
     archive = next(target.glob("openwrt-imagebuilder-*.tar.xz"))
     dest = tmp_path_factory.mktemp("ath79")
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
-    return next(dest.iterdir())
+    builder = next(dest.iterdir())
+    conf = builder / "repositories.conf"
+    conf.write_text(conf.read_text().replace(PUBLIC_URL, f"file:{upstream_tree}"))
+    return builder
 
 
 def test_make_info_has_the_real_format(ath79_builder):

@@ -7,6 +7,7 @@ The layout follows OpenWrt's ImageBuilder where the server can see it::
     .config                   target, version, enabled root filesystems, partsize
     include/ib-info.json      ImageBuilderInfo: profiles, defaults, kernel, limits
     repositories.conf         opkg feeds (``repositories`` in the apk world)
+    keys/<key id>             the usign keys its package manager trusts
     packages/                 the ImageBuilder's own packages and their index
     build_dir/target-<arch>_musl/linux-<board>_<subtarget>/vmlinux
                               the kernel (KERNEL_BUILD_DIR)
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, Package
 from asu.offline.packages import write_feed
+from asu.usign import SecretKey
 
 PROGRAM_DIR = Path(__file__).parent / "imagebuilder"
 KERNEL_IMAGE = "vmlinux"
@@ -33,10 +35,13 @@ FILESYSTEM_SYMBOLS = {"squashfs": "SQUASHFS", "ext4": "EXT4FS"}
 
 
 def write_imagebuilder(
-    dest: Path, info: ImageBuilderInfo, local_packages: list[Package]
+    dest: Path, info: ImageBuilderInfo, local_packages: list[Package], key: SecretKey
 ) -> None:
     """Write the ImageBuilder of ``info`` into ``dest`` (created if missing), its
-    ``packages/`` holding ``local_packages``."""
+    ``packages/`` holding ``local_packages``, trusting ``key``'s signatures.
+
+    A release ImageBuilder signs its own ``packages/`` index with a key it makes
+    on its first build; this one has it signed by ``key`` at once."""
     dest.mkdir(parents=True, exist_ok=True)
     _copy_program(dest)
     (dest / ".config").write_text(config_text(info))
@@ -52,6 +57,7 @@ def write_imagebuilder(
         info.arch,
         info.source_date_epoch,
     )
+    _trust(dest, info, key)
     kernel_dir = dest / kernel_build_dir(info)
     kernel_dir.mkdir(parents=True, exist_ok=True)
     (kernel_dir / KERNEL_IMAGE).write_bytes(kernel_blob(info))
@@ -122,11 +128,28 @@ def ib_info(info: ImageBuilderInfo) -> dict:
     }
 
 
+def _trust(dest: Path, info: ImageBuilderInfo, key: SecretKey) -> None:
+    """``keys/<key id>``, and the local opkg index signed by that key."""
+    public = key.public_key
+    (dest / "keys").mkdir(exist_ok=True)
+    (dest / "keys" / public.key_id_hex).write_text(public.to_text())
+    if info.package_format == "opkg":
+        index = dest / "packages" / "Packages"
+        index.with_name("Packages.sig").write_text(key.sign(index.read_bytes()))
+
+
 def _write_repositories(dest: Path, info: ImageBuilderInfo) -> None:
     """The feeds, then the ImageBuilder's own ``packages/`` directory."""
     if info.package_format == "opkg":
-        lines = [f"src/gz openwrt_{name} {url}" for name, url in info.feeds.items()]
-        lines += ["src imagebuilder file:packages", "option check_signature"]
+        lines = ["## Remote package repositories"]
+        lines += [f"src/gz openwrt_{name} {url}" for name, url in info.feeds.items()]
+        lines += [
+            "",
+            "## This is the local package repository, do not remove!",
+            "src imagebuilder file:packages",
+            "",
+            "option check_signature",
+        ]
         (dest / "repositories.conf").write_text("\n".join(lines) + "\n")
     else:
         lines = [f"{url}/packages.adb" for url in info.feeds.values()]

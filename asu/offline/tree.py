@@ -39,6 +39,8 @@ from asu.offline.packages import write_feed
 from asu.offline.worlds import World, load_profiles, load_world, profile_models
 from asu.usign import SecretKey
 
+#: Where OpenWrt publishes; the ImageBuilders name their feeds by this address.
+PUBLIC_URL = "https://downloads.openwrt.org"
 #: The revision the offline SNAPSHOT is at unless a test moves it on.
 SNAPSHOT_VERSION_CODE = "r33010-5a6c8e1f0b"
 
@@ -252,7 +254,6 @@ def _write_buildable_target(
     else:
         _write_feed(target_dir / "packages", target_packages, world, arch, key)
 
-    feed_packages = [p for feed in world.feeds.values() for p in feed.values()]
     info = ImageBuilderInfo(
         version=release.version,
         version_code=world.version_code,
@@ -268,15 +269,39 @@ def _write_buildable_target(
         filesystems=("squashfs", "ext4")
         if profiles["target"] in EXT4_TARGETS
         else ("squashfs",),
+        feeds=_feed_urls(release, world, profiles),
     )
     name = _imagebuilder_name(release, profiles["target"])
     with tempfile.TemporaryDirectory(dir=target_dir) as scratch:
         ib_dir = Path(scratch) / name
-        local = target_packages + _for_arch(feed_packages, arch)
-        write_imagebuilder(ib_dir, info, local)
+        write_imagebuilder(ib_dir, info, _carried(world, target_packages, arch), key)
         archive = _tar(ib_dir, world.source_date_epoch)
     suffix = ".tar.xz" if release.archive == "xz" else ".tar.zst"
     (target_dir / f"{name}{suffix}").write_bytes(compress(archive, release.archive))
+
+
+def _feed_urls(release: Release, world: World, profiles: dict) -> dict[str, str]:
+    """The feeds a release ImageBuilder names, at upstream's public address, in
+    upstream's order: the target's packages, base, its kmods, then the others."""
+    if world.package_format != "opkg":
+        return {}
+    root = f"{PUBLIC_URL}/{release.path}"
+    target = f"{root}/targets/{profiles['target']}"
+    packages = f"{root}/packages/{profiles['arch_packages']}"
+    urls = {"core": f"{target}/packages", "base": f"{packages}/base"}
+    if _separate_kmods(world):
+        urls["kmods"] = f"{target}/kmods/{_kmods_dir(world)}"
+    return urls | {feed: f"{packages}/{feed}" for feed in world.feeds if feed != "base"}
+
+
+def _carried(world: World, target_packages: list[Package], arch: str) -> list[Package]:
+    """What the ImageBuilder carries in its own ``packages/``: nothing in the opkg
+    world, as a release ImageBuilder; everything in the apk world, whose feeds the
+    worker does not serve it yet."""
+    if world.package_format == "opkg":
+        return []
+    feed_packages = [p for feed in world.feeds.values() for p in feed.values()]
+    return target_packages + _for_arch(feed_packages, arch)
 
 
 def _imagebuilder_name(release: Release, target: str) -> str:

@@ -7,8 +7,10 @@ BUILD_DIR, KERNEL_BUILD_DIR, BIN_DIR, DL_DIR), as do the variables given to make
 
 What the ImageBuilder knows of its release and target is in include/ib-info.json;
 what a user may change (filesystems, rootfs partition size) is read from .config.
-Packages come from the feeds in repositories.conf (opkg) or repositories (apk):
-``file:`` paths relative to TOPDIR or http(s) URLs. Signatures are not checked.
+Packages come from the feeds in repositories.conf (opkg) or repositories (apk),
+http(s) URLs as upstream publishes them or ``file:`` paths (absolute, or relative
+to TOPDIR). Like opkg with ``option check_signature``, each opkg index is used only
+when its ``Packages.sig`` is a usign signature by a key in ``keys/``.
 
 Python 3 standard library only: this runs with the system python3 of a build
 sandbox, apart from the project that generated it. It needs mksquashfs, and
@@ -17,6 +19,7 @@ mke2fs plus debugfs (e2fsprogs) when ext4 images are enabled.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -186,23 +189,40 @@ class Index:
 def load_index(ctx: Context) -> Index:
     loader = load_opkg_feed if ctx.package_format == "opkg" else load_apk_feed
     candidates = []
-    for feed in repositories(ctx):
-        candidates += loader(ctx, feed)
+    for source in repositories(ctx):
+        candidates += loader(ctx, source)
     return Index(candidates)
 
 
-def repositories(ctx: Context) -> list[str]:
-    """The feed URLs: ``src[/gz] name url`` lines of repositories.conf, or the
-    lines of repositories (apk), in their order."""
+@dataclass(frozen=True)
+class Source:
+    """A feed line: ``src/gz`` feeds publish ``Packages.gz``, ``src`` ones
+    ``Packages``; apk feeds name their ``packages.adb``."""
+
+    name: str
+    url: str
+    gzipped: bool = False
+
+
+def repositories(ctx: Context) -> list[Source]:
+    """The feeds of repositories.conf (``src[/gz] name url``) or of repositories
+    (apk: one URL a line), in their order."""
     if ctx.package_format == "opkg":
-        lines = (ctx.topdir / "repositories.conf").read_text().splitlines()
         return [
-            line.split()[2]
-            for line in lines
-            if line.split()[:1] in (["src"], ["src/gz"]) and len(line.split()) >= 3
+            Source(words[1], words[2], words[0] == "src/gz")
+            for words in (line.split() for line in opkg_conf(ctx))
+            if words[:1] in (["src"], ["src/gz"]) and len(words) >= 3
         ]
     lines = (ctx.topdir / "repositories").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and line[0] != "#"]
+    return [
+        Source(line.strip(), line.strip())
+        for line in lines
+        if line.strip() and line[0] != "#"
+    ]
+
+
+def opkg_conf(ctx: Context) -> list[str]:
+    return (ctx.topdir / "repositories.conf").read_text().splitlines()
 
 
 def fetch(ctx: Context, url: str) -> bytes:
@@ -217,8 +237,9 @@ def fetch(ctx: Context, url: str) -> bytes:
 
 
 def fetch_index(ctx: Context, url: str) -> bytes | None:
-    """An index, or None with a warning when the feed does not have it."""
-    if url.startswith(("http://", "https://")):
+    """An index, or None with a warning when the feed does not have it. opkg
+    announces every download, local ones too."""
+    if ctx.package_format == "opkg" or url.startswith(("http://", "https://")):
         print(f"Downloading {url}", file=sys.stderr)
     try:
         return fetch(ctx, url)
@@ -227,16 +248,126 @@ def fetch_index(ctx: Context, url: str) -> bytes | None:
         return None
 
 
-def load_opkg_feed(ctx: Context, url: str) -> list[Candidate]:
-    """A feed's ``Packages`` (gzip'd for remote feeds) as candidates."""
-    remote = url.startswith(("http://", "https://"))
-    data = fetch_index(ctx, f"{url}/Packages.gz" if remote else f"{url}/Packages")
+def load_opkg_feed(ctx: Context, source: Source) -> list[Candidate]:
+    """A feed's ``Packages`` (or ``Packages.gz``) as candidates; none when its
+    signature is required and fails, as opkg drops such a list."""
+    name = "Packages.gz" if source.gzipped else "Packages"
+    data = fetch_index(ctx, f"{source.url}/{name}")
     if data is None:
         return []
-    text = (gzip.decompress(data) if remote else data).decode()
+    try:
+        text = (gzip.decompress(data) if source.gzipped else data).decode()
+    except (OSError, EOFError, UnicodeDecodeError):
+        print(f"WARNING: {source.url}/{name} is corrupt", file=sys.stderr)
+        return []
+    lists = ctx.path("DL_DIR") / source.name
+    print(f"Updated list of available packages in {lists}", file=sys.stderr)
+    if "option check_signature" in opkg_conf(ctx) and not signed_by_a_key(
+        ctx, text.encode(), f"{source.url}/Packages.sig"
+    ):
+        return []
     accepted = {"all", "noarch", ctx.info["arch"]}
-    candidates = [opkg_candidate(fields, url) for fields in control_paragraphs(text)]
+    candidates = [
+        opkg_candidate(fields, source.url) for fields in control_paragraphs(text)
+    ]
     return [c for c in candidates if c.arch in accepted]
+
+
+def signed_by_a_key(ctx: Context, data: bytes, signature_url: str) -> bool:
+    """Whether the usign signature at ``signature_url`` is by a key in keys/."""
+    signature = fetch_index(ctx, signature_url)
+    keys = {}
+    for path in sorted((ctx.topdir / "keys").glob("*")):
+        raw = usign_payload(path.read_text(), 42)
+        if raw:
+            keys[raw[2:10]] = raw[10:]
+    raw = usign_payload((signature or b"").decode(errors="replace"), 74)
+    if raw and raw[2:10] in keys and ed25519_verify(keys[raw[2:10]], data, raw[10:]):
+        print("Signature check passed.", file=sys.stderr)
+        return True
+    print("Signature check failed.", file=sys.stderr)
+    print("Remove wrong Signature file.", file=sys.stderr)
+    return False
+
+
+def usign_payload(text: str, size: int) -> bytes:
+    """The decoded base64 line of a usign key or signature file, or b"" when it
+    is not one (``Ed``, 8-byte key id, then the key or signature)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    try:
+        raw = base64.b64decode(lines[-1], validate=True)
+    except (IndexError, ValueError):
+        return b""
+    return raw if len(raw) == size and raw[:2] == b"Ed" else b""
+
+
+# -- Ed25519 verification (RFC 8032), enough for usign -------------------------------
+
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _point_add(p: tuple, q: tuple) -> tuple:
+    """Sum of two points in extended coordinates (X, Y, Z, T)."""
+    x1, y1, z1, t1 = p
+    x2, y2, z2, t2 = q
+    a = (y1 - x1) * (y2 - x2) % _P
+    b = (y1 + x1) * (y2 + x2) % _P
+    c = 2 * t1 * t2 * _D % _P
+    d = 2 * z1 * z2 % _P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _point_multiply(scalar: int, point: tuple) -> tuple:
+    result = (0, 1, 1, 0)
+    while scalar:
+        if scalar & 1:
+            result = _point_add(result, point)
+        point = _point_add(point, point)
+        scalar >>= 1
+    return result
+
+
+def _point_decode(data: bytes) -> tuple | None:
+    y = int.from_bytes(data, "little")
+    sign, y = y >> 255, y & ((1 << 255) - 1)
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P or (x == 0 and sign):
+        return None
+    if x & 1 != sign:
+        x = _P - x
+    return (x, y, 1, x * y % _P)
+
+
+def _point_encode(point: tuple) -> bytes:
+    x, y, z, _ = point
+    inverse = pow(z, _P - 2, _P)
+    x, y = x * inverse % _P, y * inverse % _P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+_BASE = _point_decode((4 * pow(5, _P - 2, _P) % _P).to_bytes(32, "little"))
+
+
+def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is ``public``'s Ed25519 signature of ``message``."""
+    key, r = _point_decode(public), _point_decode(signature[:32])
+    s = int.from_bytes(signature[32:], "little")
+    if key is None or r is None or s >= _L:
+        return False
+    digest = hashlib.sha512(signature[:32] + public + message).digest()
+    h = int.from_bytes(digest, "little") % _L
+    left = _point_multiply(s, _BASE)
+    right = _point_add(r, _point_multiply(h, key))
+    return _point_encode(left) == _point_encode(right)
 
 
 def control_paragraphs(text: str) -> list[dict[str, str]]:
@@ -282,8 +413,9 @@ def opkg_candidate(fields: dict[str, str], url: str) -> Candidate:
     )
 
 
-def load_apk_feed(ctx: Context, url: str) -> list[Candidate]:
+def load_apk_feed(ctx: Context, source: Source) -> list[Candidate]:
     """The stand-in ``packages.adb`` (JSON, see packages.py) as candidates."""
+    url = source.url
     data = fetch_index(ctx, url)
     if data is None:
         return []

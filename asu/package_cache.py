@@ -1,0 +1,129 @@
+"""The package files builds install, fetched once per machine and shared by every
+build on it.
+
+A file is kept under the SHA-256 its signed feed index gives for it
+(``cache_path/packages/<aa>/<sha256>``), so a file is only ever what some signed
+index promised, and one package published in several feeds or versions is kept
+once. It is downloaded under a temporary name, its size capped and its hash
+checked, then renamed into place read-only: concurrent workers fetching the same
+package each write their own temporary file and the last rename wins with the
+same bytes, so no reader ever sees half a file. Builds get hard links (a copy on
+another file system); every use marks the file used, and ``flask cleanup`` removes
+the least recently used files beyond ``package_cache_size``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from asu import upstream
+
+CHUNK = 1 << 20
+
+
+class FetchError(RuntimeError):
+    """A package file could not be had; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class PackageCache:
+    """The cache below ``root``."""
+
+    root: Path
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def fetch(
+        self, http: requests.Session, url: str, sha256: str, max_bytes: int
+    ) -> Path:
+        """The cached file with ``sha256``, downloaded from ``url`` when missing."""
+        path = self.path(sha256)
+        if _mark_used(path):
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                digest = _download(http, url, out, max_bytes)
+            if digest != sha256:
+                raise FetchError(
+                    f"{url} does not match its signed index (sha256 {digest}, "
+                    f"expected {sha256})"
+                )
+            os.chmod(partial, 0o444)
+            os.replace(partial, path)
+        finally:
+            if os.path.lexists(partial):
+                os.unlink(partial)
+        return path
+
+    def link(self, sha256: str, dest: Path) -> None:
+        """Put the cached file at ``dest``: a hard link, or a copy across devices."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.path(sha256), dest)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            shutil.copyfile(self.path(sha256), dest)
+
+    def trim(self, max_bytes: int) -> list[Path]:
+        """Remove the least recently used files until the rest fit ``max_bytes``;
+        returns what was removed. Partial downloads older than a day go too."""
+        files = []
+        stale = time.time() - 86400
+        removed = []
+        for path in self.root.glob("*/*"):
+            stat = path.stat()
+            if path.name.startswith(".partial-"):
+                if stat.st_mtime < stale:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            removed.append(path)
+            total -= size
+        return removed
+
+
+def _mark_used(path: Path) -> bool:
+    """Touch ``path`` for the least-recently-used order; whether it exists."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _download(http: requests.Session, url: str, out, max_bytes: int) -> str:
+    """Stream ``url`` into ``out``, at most ``max_bytes``; the SHA-256 of the bytes."""
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        with upstream.get(http, url, stream=True) as response:
+            for chunk in response.iter_content(CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise FetchError(f"{url} is larger than {max_bytes} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+    except upstream.UpstreamError as error:
+        raise FetchError(str(error)) from None
+    except requests.RequestException as error:
+        raise FetchError(f"{url}: download failed: {error}") from None
+    return digest.hexdigest()
