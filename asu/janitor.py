@@ -72,6 +72,8 @@ class Summary:
 
     targets_loaded: int = 0
     feeds_loaded: int = 0
+    #: package indexes left out for a missing or bad signature
+    feeds_skipped: int = 0
     builds_dropped: int = 0
     warnings: int = 0
     failed: list[str] = field(default_factory=list)
@@ -79,6 +81,10 @@ class Summary:
 
 class TargetError(ValueError):
     """A target upstream publishes in a way that cannot be used."""
+
+
+class UnsignedIndex(upstream.UpstreamError):
+    """A package index without a valid signature: it is left out, not its target."""
 
 
 def run(connection: redis.Redis, config: Config, force: bool, report: Report):
@@ -319,12 +325,13 @@ class _Pass:
         raw = self._require(f"{base}/profiles.json")
         _check_listed(sums.content, "profiles.json", raw)
         profiles_json = _target_profiles(json.loads(raw), target)
-        index = self._target_index(context, base, profiles_json)
+        index, complete = self._target_index(context, base, profiles_json)
         state = TargetState(
             revision=str(profiles_json.get("version_code", "")),
             arch=str(profiles_json.get("arch_packages", "")),
-            indexed=index is not None,
+            indexed=index is not None or not complete,
             source_date_epoch=int(profiles_json.get("source_date_epoch") or 0),
+            complete=complete,
         )
         index = index or PackageIndex()
         names = metadata.profile_names(profiles_json)
@@ -341,16 +348,31 @@ class _Pass:
 
     def _target_index(
         self, context: _Version, base: str, profiles_json: dict
-    ) -> PackageIndex | None:
-        """The target's packages with its kmods; None when it has no index."""
-        index = self._package_index(context, f"{base}/packages")
+    ) -> tuple[PackageIndex | None, bool]:
+        """The target's packages with its kmods (None when it has no index), and
+        whether that is all of them: an index left out for its signature makes
+        the target's package list incomplete, so requests are not refused on it."""
+        try:
+            index = self._package_index(context, f"{base}/packages")
+        except UnsignedIndex as error:
+            self._skip(error)
+            return None, False
         kernel = profiles_json.get("linux_kernel") or {}
         parts = [str(kernel.get(k, "")) for k in ("version", "release", "vermagic")]
-        if index is not None and all(_KERNEL_PART.fullmatch(p) for p in parts):
+        if index is None or not all(_KERNEL_PART.fullmatch(p) for p in parts):
+            return index, True
+        try:
             kmods = self._package_index(context, f"{base}/kmods/{'-'.join(parts)}")
-            if kmods is not None:
-                index.update(kmods)
-        return index
+        except UnsignedIndex as error:
+            self._skip(error)
+            return index, False
+        if kmods is not None:
+            index.update(kmods)
+        return index, True
+
+    def _skip(self, error: UnsignedIndex) -> None:
+        self.summary.feeds_skipped += 1
+        self._warn(f"{self.distro}: skipped {error}")
 
     def _package_index(self, context: _Version, directory: str) -> PackageIndex | None:
         """The index in ``directory``, looking for the file name the version uses."""
@@ -373,7 +395,7 @@ class _Pass:
             raise upstream.UpstreamError(f"{directory}/{name} is corrupt") from None
         signed = self._fetch(f"{directory}/Packages.sig", conditional=False)
         if signed is None:
-            raise upstream.UpstreamError(f"{directory}/Packages.sig is missing")
+            raise UnsignedIndex(f"{directory}/Packages.sig is missing")
         try:
             usign.verify(
                 text,
@@ -381,7 +403,7 @@ class _Pass:
                 self.distribution.upstream_keys,
             )
         except usign.UsignError as error:
-            raise upstream.UpstreamError(f"{directory}/{name}: {error}") from None
+            raise UnsignedIndex(f"{directory}/{name}: {error}") from None
 
     def _drop_builds(self, context: _Version, target: str, old: str, new: str) -> None:
         dropped = cached_builds.forget_other_revisions(
@@ -403,11 +425,18 @@ class _Pass:
             path = f"{context.path}/packages/{arch}/{feed}/{context.index_name}"
             try:
                 changed |= self._sync_feed(context, arch, feed, path)
+            except UnsignedIndex as error:
+                complete = False
+                self._skip(error)
             except (upstream.UpstreamError, ValueError) as error:
                 complete = False
                 self._warn(f"{self.distro} {context.name} {arch} {feed}: {error}")
+        # Only while every feed of the arch is loaded are unknown names refused.
+        loaded = keys.feed_arches(self.distro, context.name)
         if complete:
-            self.connection.sadd(keys.feed_arches(self.distro, context.name), arch)
+            self.connection.sadd(loaded, arch)
+        else:
+            self.connection.srem(loaded, arch)
         if changed or self.force:
             packages = janitor_store.feeds_of(
                 self.connection,

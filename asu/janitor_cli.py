@@ -65,7 +65,8 @@ def _one_pass(force: bool) -> janitor.Summary:
         raise click.ClickException(str(error)) from None
     report.line(
         f"{summary.targets_loaded} target(s) and {summary.feeds_loaded} feed(s) "
-        f"loaded, {summary.builds_dropped} cached build(s) dropped, "
+        f"loaded, {summary.feeds_skipped} feed(s) skipped for their signature, "
+        f"{summary.builds_dropped} cached build(s) dropped, "
         f"{summary.warnings} warning(s) in {time.monotonic() - started:.1f} s"
     )
     return summary

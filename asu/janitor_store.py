@@ -24,14 +24,19 @@ class TargetState:
 
     revision: str
     arch: str
+    #: the target publishes a package index
     indexed: bool
     source_date_epoch: int
+    #: every index of it (and of its feeds) was loaded: none was skipped for its
+    #: signature, so a name none of them has is unknown
+    complete: bool = True
 
     def as_hash(self) -> dict[str, str]:
         return {
             "revision": self.revision,
             "arch": self.arch,
             "indexed": "1" if self.indexed else "0",
+            "complete": "1" if self.complete else "0",
             "source_date_epoch": str(self.source_date_epoch),
         }
 
@@ -45,6 +50,7 @@ class TargetState:
             arch=text.get("arch", ""),
             indexed=text.get("indexed") == "1",
             source_date_epoch=int(text.get("source_date_epoch") or 0),
+            complete=text.get("complete") != "0",
         )
 
 

@@ -19,7 +19,8 @@ def profiles(distro: str, version: str, target: str) -> str:
 
 
 def target_info(distro: str, version: str, target: str) -> str:
-    """Hash: ``revision``, ``arch``, ``indexed`` (0/1), ``source_date_epoch``.
+    """Hash: ``revision``, ``arch``, ``indexed`` and ``complete`` (0/1),
+    ``source_date_epoch``.
 
     Its presence means the janitor has loaded the target."""
     return f"{PREFIX}:meta:{distro}:{version}:{target}:info"

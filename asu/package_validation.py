@@ -5,8 +5,9 @@ feeds for the target's architecture has it, or when one of their packages
 provides it. ``packages_versions`` names are checked too; removals (``-name``) are
 not: opkg and apk ignore the removal of a package nothing has, and a device
 package upstream stopped building must not block a rebuild. Only targets the
-janitor has loaded with a package index are checked: for the rest the build
-itself reports unknown packages.
+janitor has loaded with a package index are checked, and only while none of
+their indexes was skipped for a bad signature: for the rest the build itself
+reports unknown packages.
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def unknown_packages(
 ) -> list[str]:
     """Those of ``names`` no loaded index knows; none when nothing is loaded."""
     distro, version, target = request.distro, request.version, request.target
-    arch, indexed = connection.hmget(
-        keys.target_info(distro, version, target), ["arch", "indexed"]
+    arch, indexed, complete = connection.hmget(
+        keys.target_info(distro, version, target), ["arch", "indexed", "complete"]
     )
-    if arch is None or indexed != b"1":
+    if arch is None or indexed != b"1" or complete == b"0":
         return []
     arch = arch.decode()
     indexes = [

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from asu.offline.imagebuilder_writer import write_imagebuilder
-from asu.offline.tree import signing_key
 from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, ImageType, Package, Profile
 from asu.offline.packages import (
     adb_index,
@@ -32,6 +31,7 @@ from asu.offline.packages import (
     packages_index,
     write_feed,
 )
+from asu.offline.tree import signing_key
 
 MB = 1024 * 1024
 VERSION_CODE = "r28959-29397011cc"
