@@ -315,7 +315,7 @@ def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
         )
     except feeds.FeedError as error:
         raise BuildError(f"Error: {error}", kind="repositories") from None
-    cache = PackageCache(job.config.cache_path / "packages")
+    cache = PackageCache(job.config.package_cache_path)
     wanted = _installed(info, request.profile, packages)
     job.missing = feeds.provide(http, cache, job.mirrored, wanted)
     text = feeds.repositories_file(repositories, job.mirrored, FEEDS_DIR)

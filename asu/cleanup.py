@@ -4,7 +4,9 @@
 - unpacked ImageBuilders not used for ``imagebuilder_ttl`` (every build touches
   the one it uses);
 - scratch directories of jobs that died (older than twice the job timeout);
-- builds a dead worker was moving into the store (as old).
+- builds a dead worker was moving into the store (as old);
+- package files fetched for builds, least recently used first, beyond
+  ``max_package_cache_mb``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from redis import Redis
 
 from asu.build_queue import fetch
 from asu.config import Config
+from asu.package_cache import PackageCache
 
 
 def expired_builds(config: Config, connection: Redis) -> list[Path]:
@@ -62,8 +65,9 @@ def abandoned_staging(config: Config) -> list[Path]:
     return _older_than(staged, 2 * config.job_timeout)
 
 
-def cleanup(config: Config, connection: Redis) -> list[Path]:
-    """Remove everything above; returns what was removed."""
+def cleanup(config: Config, connection: Redis) -> tuple[list[Path], list[Path]]:
+    """Remove everything above; returns the directories and the package files
+    removed."""
     removed = [
         *expired_builds(config, connection),
         *unused_imagebuilders(config),
@@ -72,14 +76,20 @@ def cleanup(config: Config, connection: Redis) -> list[Path]:
     ]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
-    return removed
+    packages = PackageCache(config.package_cache_path)
+    return removed, packages.trim(config.max_package_cache_mb << 20)
 
 
 @click.command("cleanup")
 @with_appcontext
 def cleanup_command() -> None:
-    """Remove expired builds, unused ImageBuilders and dead jobs' scratch space."""
-    removed = cleanup(current_app.config["ASU"], current_app.extensions["redis"])
-    for path in removed:
+    """Remove expired builds, unused ImageBuilders, dead jobs' scratch space and
+    the least recently used package files beyond the cache's size."""
+    directories, packages = cleanup(
+        current_app.config["ASU"], current_app.extensions["redis"]
+    )
+    for path in [*directories, *packages]:
         click.echo(f"removed {path}")
-    click.echo(f"{len(removed)} directories removed")
+    click.echo(
+        f"{len(directories)} directories and {len(packages)} package files removed"
+    )

@@ -72,6 +72,7 @@ class Config:
     build_failure_ttl: Duration = Duration(3600)
     job_timeout: Duration = Duration(600)
     imagebuilder_ttl: Duration = Duration(2 * 86400)
+    max_package_cache_mb: int = 10240
     branches: dict = field(default_factory=dict)
     distributions: dict = field(default_factory=dict)
     repository_allow_list: tuple[str, ...] = ()
@@ -85,6 +86,11 @@ class Config:
     def store_path(self) -> Path:
         """Where finished builds are kept and served from (``/store/``)."""
         return self.public_path / "store"
+
+    @property
+    def package_cache_path(self) -> Path:
+        """Where the package files builds fetched are kept (``package_cache``)."""
+        return self.cache_path / "packages"
 
     @property
     def json_path(self) -> Path:

@@ -9,7 +9,7 @@ checked, then renamed into place read-only: concurrent workers fetching the same
 package each write their own temporary file and the last rename wins with the
 same bytes, so no reader ever sees half a file. Builds get hard links (a copy on
 another file system); every use marks the file used, and ``flask cleanup`` removes
-the least recently used files beyond ``package_cache_size``.
+the least recently used files beyond ``max_package_cache_mb``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ class PackageCache:
         stale = time.time() - 86400
         removed = []
         for path in self.root.glob("*/*"):
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # another cleanup or download got there first
+                continue
             if path.name.startswith(".partial-"):
                 if stat.st_mtime < stale:
                     path.unlink(missing_ok=True)
