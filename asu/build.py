@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -51,6 +52,8 @@ from asu.ib_output import Info, parse_info, parse_manifest
 from asu.package_cache import PackageCache
 from asu.signing import server_key
 from asu.times import iso_utc
+
+log = logging.getLogger(__name__)
 
 #: Finer stages, each mapped to the ``imagebuilder_status`` shown meanwhile: only
 #: the five values older LuCI understands (an unknown one breaks its dialog).
@@ -181,14 +184,41 @@ def _disk_full_fails_the_build() -> Iterator[None]:
         raise BuildError(DISK_FULL_DETAIL, kind="disk_full") from None
 
 
+class StageClock:
+    """How long each stage of a build took, for the log and the job's meta."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._current = ""
+        self._since = time.monotonic()
+
+    def enter(self, stage: str) -> None:
+        now = time.monotonic()
+        if self._current:
+            spent = self.seconds.get(self._current, 0.0) + now - self._since
+            self.seconds[self._current] = round(spent, 3)
+        self._current, self._since = stage, now
+
+    def stop(self) -> dict[str, float]:
+        self.enter("")
+        return self.seconds
+
+    def summary(self) -> str:
+        return ", ".join(
+            f"{stage} {spent:.1f}" for stage, spent in self.seconds.items()
+        )
+
+
 @stats.counted_build
 def build(request: dict) -> dict:
     """The RQ job: build the image ``request`` asks for and return the result."""
     job = get_current_job()
     config = load_config()
     build_request = BuildRequest.from_dict(request)
+    clock = StageClock()
 
     def report(stage: str) -> None:
+        clock.enter(stage)
         if job is None:
             return
         job.meta["imagebuilder_status"] = STAGES[stage]
@@ -201,15 +231,28 @@ def build(request: dict) -> dict:
         with _disk_full_fails_the_build():
             result = _build(build_request, config, report, job)
     except BuildError as error:
+        clock.stop()
+        log.info(
+            "build %s failed (%s); seconds per stage: %s",
+            build_request.hash,
+            error.kind,
+            clock.summary(),
+        )
         if job is not None:
             job.meta.update(
                 detail=error.detail,
                 stdout=error.stdout,
                 stderr=error.stderr,
                 error_kind=error.kind,
+                stage_seconds=clock.seconds,
             )
             job.save_meta()
         raise
+    clock.stop()
+    log.info("built %s; seconds per stage: %s", build_request.hash, clock.summary())
+    if job is not None:
+        job.meta["stage_seconds"] = clock.seconds
+        job.save_meta()
     if job is not None:
         image_index.record(job.connection, result, job.result_ttl or config.build_ttl)
     return result

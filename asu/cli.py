@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -16,6 +18,7 @@ from asu.build_queue import get_queue
 @with_appcontext
 def worker_command(burst: bool, name: str | None) -> None:
     """Run one RQ worker that builds images."""
+    _log_builds()
     connection = current_app.extensions["redis"]
     worker = Worker(
         [get_queue(connection)],
@@ -24,6 +27,18 @@ def worker_command(burst: bool, name: str | None) -> None:
         job_monitoring_interval=current_app.config["ASU"].worker_heartbeat_interval,
     )
     worker.work(burst=burst, logging_level="INFO")
+
+
+def _log_builds() -> None:
+    """The build pipeline's own lines (stage times, failures) beside RQ's."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    logger = logging.getLogger("asu")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def register(app) -> None:
