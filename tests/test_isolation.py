@@ -311,3 +311,31 @@ def test_an_unprivileged_worker_leaks_no_environment(tmp_path):
     assert "PATH=/usr/bin" in done.stdout, done.stdout
     assert "worker-secret" not in done.stdout
     assert "ASU_" not in done.stdout
+
+
+class TestTheSharedImageBuilder:
+    """A build sees the ImageBuilder copy-on-write: what it changes there reaches
+    neither the unpacked tree in the cache nor the next build."""
+
+    @pytest.fixture
+    def hostile_upstream(self, upstream_tree, tmp_path):
+        root = copy_tree(upstream_tree, tmp_path / "scribbling")
+        recipe = [
+            "@test ! -e $(TOPDIR)/marker || { echo saw another build; exit 1; }",
+            "@touch $(TOPDIR)/marker",
+            "@echo '# changed by a build' >> $(TOPDIR)/Makefile",
+            "@$(IB) image",
+        ]
+        repack(root / X86, lambda top: replace_make_target(top, "image", recipe))
+        server = UpstreamServer(root).start()
+        yield server
+        server.stop()
+
+    def test_changes_stay_in_their_build(self, base, paths):
+        for packages in ([], ["htop"]):
+            response = wait_for(base, X86_APK | {"packages": packages})
+            assert response.status_code == 200, response.json()["stderr"][-500:]
+        (unpacked,) = (paths["config"].cache_path / "imagebuilders").glob("*/*/*/*")
+        assert not (unpacked / "marker").exists()
+        assert not (unpacked / "Makefile").read_text().endswith("a build\n")
+        assert not list((paths["config"].cache_path / "jobs").iterdir())
