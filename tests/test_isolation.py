@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 import pytest
 import redis
 from clients import X86_APK, wait_for
+from unprivileged import runtime
 from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
 
-from asu import sandbox
 from asu.config import load_config
 from asu.offline.server import UpstreamServer
 from asu.signing import server_key
@@ -273,15 +273,14 @@ class TestTimeLimit:
 
 
 SANDBOX_RUN = r"""
-import importlib.util, os, sys
+import os, sys
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("sandbox", sys.argv[1])
-sandbox = sys.modules["sandbox"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sandbox)
+from asu import sandbox
+
 os.environ["ASU_REDIS_URL"] = "redis://:worker-secret@127.0.0.1:6379/0"
 command = ["sh", "-c", "cat /proc/*/environ | tr '\\0' '\\n'; id -u"]
-result = sandbox.run(command, sandbox.Layout(Path(sys.argv[2])))
+result = sandbox.run(command, sandbox.Layout(Path(sys.argv[1])))
 print(result.stdout, result.stderr)
 """
 
@@ -292,21 +291,20 @@ def test_an_unprivileged_worker_leaks_no_environment(tmp_path):
     the worker's."""
     job = Path(tempfile.mkdtemp(prefix="asu-job-"))
     job.chmod(0o777)
-    unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    command = [
-        *(unprivileged if os.geteuid() == 0 else []),
-        sys.executable if os.geteuid() != 0 else "/usr/bin/python3",
-        "-c",
-        SANDBOX_RUN,
-        str(Path(sandbox.__file__)),
-        str(job),
-    ]
+    nobody = runtime() if os.geteuid() == 0 else None
+    if nobody is None:
+        command, env = [sys.executable, "-c", SANDBOX_RUN, str(job)], None
+    else:
+        command = nobody.command("-c", SANDBOX_RUN, str(job))
+        env = nobody.environ({"PATH": os.environ["PATH"]})
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=60, cwd=job
+            command, capture_output=True, text=True, timeout=60, cwd=job, env=env
         )
     finally:
         shutil.rmtree(job)
+        if nobody is not None:
+            nobody.remove()
     assert done.returncode == 0, done.stderr
     assert "PATH=/usr/bin" in done.stdout, done.stdout
     assert "worker-secret" not in done.stdout
