@@ -13,7 +13,7 @@ setup(
         "asu.offline": ["data/*.json.gz", "imagebuilder/*"],
         "asu.web": ["templates/*.html", "static/*"],
     },
-    python_requires=">=3.11",
+    python_requires=">=3.11.4",  # tarfile extraction filters
     install_requires=[
         line.strip() for line in REQUIREMENTS if line.strip() and line[0] != "#"
     ],
