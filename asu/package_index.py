@@ -33,15 +33,38 @@ class BadIndex(ValueError):
 
 @dataclass
 class PackageIndex:
-    """Package names with their versions, and the extra names they answer to."""
+    """Package names with their versions, and the extra names they answer to.
+
+    apk indexes (:mod:`asu.apk_index`) say more: ``versions``, the versions each
+    name answers ``name=version`` with (packages and versioned provides), and
+    ``virtual``, names only provided without version by packages that apk does not
+    pick by themselves, with those packages.
+    """
 
     packages: dict[str, str] = field(default_factory=dict)
     provides: set[str] = field(default_factory=set)
+    versions: dict[str, set[str]] = field(default_factory=dict)
+    virtual: dict[str, set[str]] = field(default_factory=dict)
 
     def update(self, other: PackageIndex) -> None:
         """Add ``other``'s packages and provided names to this index."""
         self.packages.update(other.packages)
         self.provides.update(other.provides)
+        for mine, theirs in (
+            (self.versions, other.versions),
+            (self.virtual, other.virtual),
+        ):
+            for name, values in theirs.items():
+                mine.setdefault(name, set()).update(values)
+        self.settle()
+
+    def settle(self) -> None:
+        """Drop provided and virtual names that are selectable anyway."""
+        self.provides -= self.packages.keys()
+        for name in [
+            n for n in self.virtual if n in self.packages or n in self.provides
+        ]:
+            del self.virtual[name]
 
 
 def parse(name: str, content: bytes) -> PackageIndex:
