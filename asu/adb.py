@@ -350,6 +350,15 @@ class PackageInfo:
         )
 
 
+def without_abi(name: str, abi_version: str) -> str:
+    """``name`` without its ABI version: OpenWrt appends it to the name, after a
+    ``-`` when the name ends in a digit (``libubox20260213``, ``libbz2-1.0``)."""
+    if not abi_version or not name.endswith(abi_version) or name == abi_version:
+        return name
+    base = name[: -len(abi_version)]
+    return base[:-1] if base.endswith("-") and base[-2:-1].isdigit() else base
+
+
 @dataclass(frozen=True)
 class Index:
     """An ``indx`` file: its description, package name spec and packages."""

@@ -169,12 +169,7 @@ def plain_name(info: PackageInfo) -> str:
     as ``index.json`` and clients name it; OpenWrt tags the ABI version."""
     for tag in info.tags:
         if tag.startswith(_ABI_TAG):
-            abi = tag.removeprefix(_ABI_TAG)
-            if abi and info.name.endswith(abi) and len(info.name) > len(abi):
-                base = info.name[: -len(abi)]
-                return (
-                    base[:-1] if base.endswith("-") and base[-2:-1].isdigit() else base
-                )
+            return adb.without_abi(info.name, tag.removeprefix(_ABI_TAG))
     return info.name
 
 

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from asu import adb
 from asu.offline.imagebuilder_writer import write_imagebuilder
 from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, ImageType, Package, Profile
 from asu.offline.packages import (
-    adb_index,
+    apk_index,
+    apk_info,
     build_package_file,
     index_json,
     package_filename,
@@ -268,23 +270,24 @@ def test_ipk_is_deterministic_and_laid_out_like_opkg_build():
     assert len(zlib.compress(content, 9)) > len(content)  # incompressible
 
 
-def test_apk_has_pkginfo_first_and_base_files_ships_release_files():
+def test_apk_is_a_v3_package_and_base_files_ships_release_files():
     base_files = WORLD[0]
     data = build_package_file(base_files, "apk", EPOCH)
-    with tarfile.open(fileobj=io.BytesIO(data)) as apk:
-        names = apk.getnames()
-        pkginfo = apk.extractfile(".PKGINFO").read().decode()
-    assert names[0] == ".PKGINFO"
-    assert {"etc/openwrt_release", "etc/openwrt_version", "etc/uci-defaults"} <= set(
-        names
-    )
-    assert "pkgname = base-files\n" in pkginfo
-    assert "depend = netifd\n" in pkginfo
-    nojson = build_package_file(WORLD[12], "apk", EPOCH)
-    with tarfile.open(fileobj=io.BytesIO(nojson)) as apk:
-        pkginfo = apk.extractfile(".PKGINFO").read().decode()
-    assert "provides = nftables\n" in pkginfo
-    assert "depend = !nftables-json\n" in pkginfo
+    container = adb.parse(data, adb.SCHEMA_PACKAGE)
+    package = adb.read_package(container)
+    files = {entry.path for entry, _ in adb.package_contents(container, package)}
+    assert data[:4] == b"ADBd"
+    assert {"etc/openwrt_release", "etc/openwrt_version"} <= files
+    assert ("etc/uci-defaults", 0o755) in package.directories
+    assert package.info.name == "base-files"
+    assert [str(d) for d in package.info.depends] == ["libc", "netifd"]
+    nojson = adb.read_package(adb.parse(build_package_file(WORLD[12], "apk", EPOCH)))
+    assert [str(d) for d in nojson.info.provides] == ["nftables=1.1.1-r1"]
+    assert "!nftables-json" in [str(d) for d in nojson.info.depends]
+    libubox = apk_info(WORLD[3])
+    assert [str(d) for d in libubox.provides] == ["libubox"]  # the plain name
+    assert libubox.provider_priority == 10
+    assert libubox.tags == ("openwrt:abiversion=20240329",)
 
 
 def test_indexes():
@@ -313,10 +316,12 @@ def test_indexes():
         "architecture": "x86_64",
         "packages": {"libubox": "2025.07.23~49056d17-r1"},
     }
-    adb = adb_index([(libubox, b"apk bytes")], "x86_64")
-    assert adb["stand_in"] == "not the binary ADB format"
-    assert adb["packages"][0]["provides"] == ["libubox"]
-    assert adb["packages"][0]["sha256"] == hashlib.sha256(b"apk bytes").hexdigest()
+    package_file = build_package_file(libubox, "apk", EPOCH)
+    index = adb.read_index(adb.parse(apk_index([(libubox, package_file)])))
+    [entry] = index.packages
+    assert entry.hashes == adb.parse(package_file).identity
+    assert entry.file_size == len(package_file)
+    assert entry.filename() == package_filename(libubox, "apk")
 
 
 def test_write_feed(tmp_path):

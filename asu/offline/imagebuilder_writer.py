@@ -4,10 +4,12 @@ The layout follows OpenWrt's ImageBuilder where the server can see it::
 
     Makefile                  make help|info|manifest|image|clean|package_*|val.X
     scripts/ib.py             the program behind the Makefile (stdlib only)
+    scripts/adb.py            apk's ADB format, read by ib.py (asu/adb.py)
     .config                   target, version, enabled root filesystems, partsize
     include/ib-info.json      ImageBuilderInfo: profiles, defaults, kernel, limits
     repositories.conf         opkg feeds (``repositories`` in the apk world)
     keys/<key id>             the usign keys its package manager trusts
+    keys/offline-upstream.pem the apk key it trusts for packages.adb (apk world)
     packages/                 the ImageBuilder's own packages and their index
     build_dir/target-<arch>_musl/linux-<board>_<subtarget>/vmlinux
                               the kernel (KERNEL_BUILD_DIR)
@@ -21,6 +23,8 @@ import json
 import shutil
 from pathlib import Path
 
+from asu import adb
+from asu.offline import adb_writer
 from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, Package
 from asu.offline.packages import write_feed
 from asu.usign import SecretKey
@@ -67,6 +71,7 @@ def _copy_program(dest: Path) -> None:
     shutil.copyfile(PROGRAM_DIR / "Makefile", dest / "Makefile")
     (dest / "scripts").mkdir(exist_ok=True)
     shutil.copyfile(PROGRAM_DIR / "ib.py", dest / "scripts" / "ib.py")
+    shutil.copyfile(Path(adb.__file__), dest / "scripts" / "adb.py")
     (dest / "scripts" / "ib.py").chmod(0o755)
 
 
@@ -129,10 +134,15 @@ def ib_info(info: ImageBuilderInfo) -> dict:
 
 
 def _trust(dest: Path, info: ImageBuilderInfo, key: SecretKey) -> None:
-    """``keys/<key id>``, and the local opkg index signed by that key."""
+    """``keys/<key id>``, and the local opkg index signed by that key; in the
+    apk world the apk key (``packages.adb`` carries its signature inside)."""
     public = key.public_key
     (dest / "keys").mkdir(exist_ok=True)
     (dest / "keys" / public.key_id_hex).write_text(public.to_text())
+    if info.package_format == "apk":
+        (dest / "keys" / adb_writer.KEY_FILE).write_text(
+            adb_writer.signing_key().public_pem()
+        )
     if info.package_format == "opkg":
         index = dest / "packages" / "Packages"
         index.with_name("Packages.sig").write_text(key.sign(index.read_bytes()))

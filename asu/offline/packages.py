@@ -16,8 +16,11 @@ import io
 import json
 import tarfile
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
+from asu.adb import VERSION_CONFLICT, Dependency, PackageInfo, without_abi
+from asu.offline import adb_writer
 from asu.offline.model import Package
 
 #: ``etc/openwrt_release`` as the base-files sources ship it; the ImageBuilder
@@ -53,15 +56,14 @@ def build_package_file(pkg: Package, package_format: str, mtime: int = 0) -> byt
     """The bytes of ``pkg``'s package file (``.ipk`` or ``.apk``).
 
     An ``.ipk`` is what OpenWrt's opkg builds: a gzip'd tar of ``debian-binary``,
-    ``data.tar.gz`` and ``control.tar.gz``. An ``.apk`` here is the apk v2 layout, one
-    gzip'd tar of ``.PKGINFO`` followed by the data files, without a signature
-    stream; the binary apk v3 (ADB) package format is not produced.
+    ``data.tar.gz`` and ``control.tar.gz``. An ``.apk`` is what ``apk mkpkg`` builds
+    for OpenWrt 25.12 on: an unsigned v3 (ADB) package (:func:`apk_info`).
     """
     data = data_members(pkg)
     if package_format == "opkg":
         return _ipk(pkg, data, mtime)
     if package_format == "apk":
-        return _apk(pkg, data, mtime)
+        return adb_writer.package_file(apk_info(pkg), data)
     raise ValueError(f"unknown package format {package_format!r}")
 
 
@@ -115,19 +117,36 @@ def _description_field(pkg: Package) -> str:
     return "Description:  " + "\n ".join(text.splitlines())
 
 
-def pkginfo_text(pkg: Package) -> str:
-    """The apk v2 ``.PKGINFO``; conflicts are ``depend = !name`` there."""
-    lines = [
-        f"pkgname = {pkg.name}",
-        f"pkgver = {pkg.version}",
-        f"pkgdesc = {pkg.description or pkg.name}",
-        f"arch = {pkg.arch}",
-        f"size = {pkg.installed_size}",
-    ]
-    lines += [f"depend = {dep}" for dep in pkg.depends]
-    lines += [f"provides = {name}" for name in pkg.provides]
-    lines += [f"depend = !{name}" for name in pkg.conflicts]
-    return "\n".join(lines) + "\n"
+def apk_info(pkg: Package) -> PackageInfo:
+    """The apk package info OpenWrt's build gives ``pkg`` (``package-pack.mk``).
+
+    Conflicts are ``!name`` dependencies. An ABI-versioned library provides its
+    plain name without a version, with provider priority 10, so apk installs
+    ``libubox`` as ``libubox20260213`` when asked; ``<name>-any`` names are virtual
+    (no version); every other provided name carries the package's version, so apk
+    picks the package for it (``nftables-json`` for ``nftables``).
+    """
+    plain = _index_name(pkg, "apk")
+    provides = tuple(
+        Dependency(name)
+        if name == plain or name.endswith("-any")
+        else Dependency(name, pkg.version)
+        for name in pkg.provides
+    )
+    # apk has no alternatives: ``a | b`` depends on the first
+    depends = tuple(Dependency(dep.split("|")[0].strip()) for dep in pkg.depends)
+    depends += tuple(Dependency(n, match=VERSION_CONFLICT) for n in pkg.conflicts)
+    return PackageInfo(
+        name=pkg.name,
+        version=pkg.version,
+        description=pkg.description or pkg.name,
+        arch=pkg.arch,
+        installed_size=pkg.installed_size,
+        provider_priority=10 if pkg.abi_version else 0,
+        depends=depends,
+        provides=provides,
+        tags=(f"openwrt:abiversion={pkg.abi_version}",) if pkg.abi_version else (),
+    )
 
 
 def _ipk(pkg: Package, data: dict[str, bytes | None], mtime: int) -> bytes:
@@ -139,11 +158,6 @@ def _ipk(pkg: Package, data: dict[str, bytes | None], mtime: int) -> bytes:
     ]
     # the order opkg-build writes, which ipkg-extracting tools expect
     return _gzip(_tar(outer, mtime))
-
-
-def _apk(pkg: Package, data: dict[str, bytes | None], mtime: int) -> bytes:
-    members = [(".PKGINFO", pkginfo_text(pkg).encode()), *sorted(data.items())]
-    return _gzip(_tar(members, mtime))
 
 
 def _dot_tree(members: dict[str, bytes | None]) -> list[tuple[str, bytes | None]]:
@@ -217,41 +231,23 @@ def index_json(packages: Iterable[Package], package_format: str, arch: str) -> d
 
 
 def _index_name(pkg: Package, package_format: str) -> str:
-    if package_format == "apk" and pkg.abi_version:
-        return pkg.name.removesuffix(pkg.abi_version)
+    if package_format == "apk":
+        return without_abi(pkg.name, pkg.abi_version)
     return pkg.name
 
 
-def adb_index(entries: Iterable[PackageEntry], arch: str) -> dict:
-    """This stand-in's own ``packages.adb``: a JSON document, not apk's binary ADB.
-
-    It carries what apk's index would tell the ImageBuilder: each package's
-    dependencies, provides, conflicts, file name and checksum.
-    """
-    return {
-        "stand_in": "not the binary ADB format",
-        "architecture": arch,
-        "packages": [
-            _adb_entry(pkg, package_file) for pkg, package_file in _sorted(entries)
-        ],
-    }
-
-
-def _adb_entry(pkg: Package, package_file: bytes) -> dict:
-    return {
-        "name": pkg.name,
-        "version": pkg.version,
-        "depends": list(pkg.depends),
-        "provides": list(pkg.provides),
-        "conflicts": list(pkg.conflicts),
-        "installed_size": pkg.installed_size,
-        "arch": pkg.arch,
-        "abi_version": pkg.abi_version,
-        "description": pkg.description,
-        "file": package_filename(pkg, "apk"),
-        "size": len(package_file),
-        "sha256": hashlib.sha256(package_file).hexdigest(),
-    }
+def apk_index(entries: Iterable[PackageEntry]) -> bytes:
+    """The signed ``packages.adb`` of a feed: each package's info with the size
+    and identity of its file, as ``apk mkndx`` writes it."""
+    infos = [
+        replace(
+            apk_info(pkg),
+            file_size=len(package_file),
+            hashes=adb_writer.identity(package_file),
+        )
+        for pkg, package_file in entries
+    ]
+    return adb_writer.index_file(infos, adb_writer.signing_key())
 
 
 def _sorted(entries: Iterable[PackageEntry]) -> list[PackageEntry]:
@@ -278,7 +274,7 @@ def feed_files(
         files["Packages.gz"] = _gzip(text)
         files["index.json"] = json.dumps(index).encode()
     else:
-        files["packages.adb"] = json.dumps(adb_index(entries, arch)).encode()
+        files["packages.adb"] = apk_index(entries)
         files["index.json"] = json.dumps(index, indent=2).encode()
     return files
 

@@ -2,7 +2,8 @@
 
 ```
 .versions.json
-keys/<key id>                                   the test key that signs everything
+keys/<key id>                                   the usign test key that signs everything
+keys/offline-upstream.pem                       the apk test key that signs packages.adb
 releases/<version>/.targets.json                {target: package arch}
 releases/<version>/targets/<t>/<s>/profiles.json, sha256sums, sha256sums.sig
 releases/<version>/targets/<t>/<s>/openwrt-imagebuilder-….tar.xz|.tar.zst
@@ -33,6 +34,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from asu import adb
+from asu.offline import adb_writer
 from asu.offline.imagebuilder_writer import write_imagebuilder
 from asu.offline.model import ImageBuilderInfo, Package
 from asu.offline.packages import write_feed
@@ -104,9 +107,10 @@ def fingerprint() -> str:
     """A hash of everything the tree is generated from: code, ImageBuilder, data."""
     package = Path(__file__).parent
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*")):
+    files = [*sorted(package.rglob("*")), Path(adb.__file__)]  # adb.py: in each IB
+    for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(package)).encode())
+            digest.update(str(path.relative_to(package.parent)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -144,6 +148,9 @@ def generate(
         (work / "keys").mkdir()
         (work / "keys" / public.key_id_hex).write_text(
             public.to_text(comment="offline upstream test key")
+        )
+        (work / "keys" / adb_writer.KEY_FILE).write_text(
+            adb_writer.signing_key().public_pem()
         )
         for release in all_releases:
             _write_release(work / release.path, release, key)
@@ -220,13 +227,11 @@ def _for_arch(packages, arch: str) -> list[Package]:
 def _write_feed(
     directory: Path, packages: list[Package], world: World, arch: str, key: SecretKey
 ) -> None:
-    """A feed with its index signed, as upstream signs every package index."""
+    """A feed with its index signed, as upstream signs every package index (an
+    apk index carries its signature inside)."""
     write_feed(directory, packages, world.package_format, arch, world.source_date_epoch)
-    _sign_file(directory / _index_name(world), key)
-
-
-def _index_name(world: World) -> str:
-    return "Packages" if world.package_format == "opkg" else "packages.adb"
+    if world.package_format == "opkg":
+        _sign_file(directory / "Packages", key)
 
 
 def _kmods_dir(world: World) -> str:

@@ -10,7 +10,10 @@ what a user may change (filesystems, rootfs partition size) is read from .config
 Packages come from the feeds in repositories.conf (opkg) or repositories (apk),
 http(s) URLs as upstream publishes them or ``file:`` paths (absolute, or relative
 to TOPDIR). Like opkg with ``option check_signature``, each opkg index is used only
-when its ``Packages.sig`` is a usign signature by a key in ``keys/``.
+when its ``Packages.sig`` is a usign signature by a key in ``keys/``. apk's binary
+``packages.adb`` and v3 packages are read with adb.py (the server's asu/adb.py,
+copied beside this file), each package checked against the identity its index
+gives it.
 
 Python 3 standard library only: this runs with the system python3 of a build
 sandbox, apart from the project that generated it. It needs mksquashfs, and
@@ -35,6 +38,8 @@ import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import adb  # scripts/adb.py, beside this file
 
 #: opkg's exit status for a failed install (make reports "Error 255"), apk's is 1
 RESOLVE_EXIT = {"opkg": 255, "apk": 1}
@@ -160,6 +165,8 @@ class Candidate:
     description: str = ""
     location: str = ""  # URL or path of the package file
     sha256: str = ""
+    identity: bytes = b""  # apk: what the index says the package's ADB block hashes to
+    provide_versions: dict[str, str] = field(default_factory=dict)  # apk: name=version
 
     @property
     def label(self) -> str:
@@ -184,6 +191,14 @@ class Index:
 
     def offers(self, name: str) -> bool:
         return name in self.by_name or name in self.providers
+
+    def offers_version(self, name: str, version: str) -> bool:
+        """Whether a package is ``name`` at ``version``, or provides it so."""
+        own = self.by_name.get(name)
+        if own is not None and own.version == version:
+            return True
+        providers = self.providers.get(name, [])
+        return any(p.provide_versions.get(name) == version for p in providers)
 
 
 def load_index(ctx: Context) -> Index:
@@ -414,28 +429,36 @@ def opkg_candidate(fields: dict[str, str], url: str) -> Candidate:
 
 
 def load_apk_feed(ctx: Context, source: Source) -> list[Candidate]:
-    """The stand-in ``packages.adb`` (JSON, see packages.py) as candidates."""
+    """A feed's binary ``packages.adb`` as candidates; an unreadable one is left
+    out with a warning, as apk does."""
     url = source.url
     data = fetch_index(ctx, url)
     if data is None:
         return []
+    try:
+        index = adb.read_index(adb.parse(data, adb.SCHEMA_INDEX))
+    except adb.AdbError as error:
+        print(f"WARNING: opening {url}: {error}", file=sys.stderr)
+        return []
     base = url.rsplit("/", 1)[0] if "/" in url else "."
-    return [apk_candidate(entry, base) for entry in json.loads(data)["packages"]]
+    return [apk_candidate(info, base, index.pkgname_spec) for info in index.packages]
 
 
-def apk_candidate(entry: dict, base: str) -> Candidate:
+def apk_candidate(info: adb.PackageInfo, base: str, pkgname_spec: str) -> Candidate:
+    abi = [t.split("=", 1)[1] for t in info.tags if t.startswith("openwrt:abiversion=")]
     return Candidate(
-        name=entry["name"],
-        version=entry["version"],
-        arch=entry.get("arch", "all"),
-        depends=[[a.strip() for a in dep.split("|")] for dep in entry["depends"]],
-        provides=list(entry["provides"]),
-        conflicts=list(entry["conflicts"]),
-        abi_version=entry.get("abi_version", ""),
-        installed_size=entry.get("installed_size", 0),
-        description=entry.get("description", ""),
-        location=f"{base}/{entry['file']}",
-        sha256=entry.get("sha256", ""),
+        name=info.name,
+        version=info.version,
+        arch=info.arch or "all",
+        depends=[[dep.name] for dep in info.depends if not dep.conflict],
+        provides=[provided.name for provided in info.provides],
+        conflicts=[dep.name for dep in info.depends if dep.conflict],
+        abi_version=abi[0] if abi else "",
+        installed_size=info.installed_size,
+        description=info.description,
+        location=f"{base}/{info.filename(pkgname_spec)}",
+        identity=info.hashes,
+        provide_versions={p.name: p.version for p in info.provides if p.version},
     )
 
 
@@ -473,8 +496,12 @@ class Resolver:
         self._request = ""
 
     def run(self) -> dict[str, Candidate]:
-        for name in sorted(set(self.requests)):
-            self._request = name
+        for request in sorted(set(self.requests)):
+            self._request = request
+            name, _, version = request.partition("=")
+            if version and not self.index.offers_version(name, version):
+                self.problems.append(Missing(request, None, request))
+                continue
             self._add(name, None)
         return self.chosen
 
@@ -785,14 +812,10 @@ def safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     return members
 
 
-def extract(data: bytes, root: Path, skip_dot_files: bool) -> list[str]:
+def extract(data: bytes, root: Path) -> list[str]:
     """Unpack a gzip'd tar into ``root``; the paths of the files it installed."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        members = [
-            m
-            for m in safe_members(tar)
-            if not (skip_dot_files and m.name.startswith("."))
-        ]
+        members = safe_members(tar)
         extra = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
         tar.extractall(root, members=members, **extra)
     return [m.name for m in members if not m.isdir()]
@@ -812,7 +835,7 @@ def install_opkg(ctx: Context, root: Path, selection: Selection) -> None:
     for package in selection.packages:
         print(f"Installing {package.name} ({package.version}) to root...")
         data = package_file(ctx, package)
-        installed = extract(ipk_part(data, "data.tar.gz"), root, skip_dot_files=False)
+        installed = extract(ipk_part(data, "data.tar.gz"), root)
         control = control_file(ipk_part(data, "control.tar.gz"))
         (info_dir / f"{package.name}.control").write_text(control)
         (info_dir / f"{package.name}.list").write_text(
@@ -849,13 +872,44 @@ def install_apk(ctx: Context, root: Path, selection: Selection) -> None:
         print(
             f"({number}/{len(packages)}) Installing {package.name} ({package.version})"
         )
-        installed = extract(package_file(ctx, package), root, skip_dot_files=True)
+        installed = extract_apk(package_file(ctx, package), package, root)
         database.append(apk_database_entry(package, installed))
     (root / "lib/apk/db").mkdir(parents=True, exist_ok=True)
     (root / "lib/apk/db/installed").write_text("".join(database))
     (root / "etc/apk").mkdir(parents=True, exist_ok=True)
     world = sorted(set(selection.requests) & {p.name for p in packages})
     (root / "etc/apk/world").write_text("".join(f"{name}\n" for name in world))
+
+
+def extract_apk(data: bytes, package: Candidate, root: Path) -> list[str]:
+    """Unpack a v3 ``.apk`` into ``root`` once it proves to be the package its index
+    names (identity) and every file matches its hash; the files it installed."""
+    try:
+        container = adb.parse(data, adb.SCHEMA_PACKAGE)
+        if container.identity[: len(package.identity)] != package.identity:
+            raise adb.AdbError("does not match the index (ADB integrity error)")
+        contents = adb.read_package(container)
+        for directory, mode in contents.directories:
+            if directory:
+                safe_path(root, directory).mkdir(mode=mode or 0o755, exist_ok=True)
+        installed = []
+        for entry, content in adb.package_contents(container, contents):
+            path = safe_path(root, entry.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            path.chmod(entry.mode or 0o644)
+            installed.append(entry.path)
+    except adb.AdbError as error:
+        raise Failure([f"ERROR: {package.label}.apk: {error}"]) from None
+    return installed
+
+
+def safe_path(root: Path, relative: str) -> Path:
+    """``root``/``relative``, refusing paths that leave the root."""
+    parts = Path(relative).parts
+    if relative.startswith("/") or ".." in parts:
+        raise adb.AdbError(f"{relative}: a path outside the root")
+    return root.joinpath(*parts)
 
 
 def apk_database_entry(package: Candidate, installed: list[str]) -> str:
