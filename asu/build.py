@@ -35,6 +35,7 @@ from pathlib import Path
 from rq import get_current_job
 
 from asu import (
+    apk_index,
     cached_builds,
     distributions,
     feeds,
@@ -344,8 +345,11 @@ def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
     conf = feeds.read_regular(job.source / "repositories.conf")
     trusted = feeds.trusted_keys(job.source / "keys", job.distribution.upstream_keys)
     repositories = feeds.imagebuilder_feeds(conf, job.distribution, trusted)
+    usign_keys = tuple(
+        key for key in request.repository_keys if not apk_index.is_apk_key(key)
+    )
     extra = tuple(
-        feeds.Feed(name, url, request.repository_keys, extra=True)
+        feeds.Feed(name, url, usign_keys, extra=True)
         for name, url in request.repositories.items()
     )
     replaced = request.repositories_mode == "replace" and extra
@@ -387,10 +391,14 @@ def _installed(info: Info, profile: str, packages: list[str]) -> list[str]:
 
 
 def _add_keys(job: Job) -> None:
+    keys_dir = job.changes / "keys"
     for key in job.request.repository_keys:
-        public = usign.PublicKey.from_text(key)
-        keys_dir = job.changes / "keys"
         keys_dir.mkdir(exist_ok=True)
+        if apk_index.is_apk_key(key):  # apk keeps PEM keys as keys/<name>.pem
+            key_id = apk_index.ApkKey.from_text(key).key_id.hex()
+            (keys_dir / f"{key_id}.pem").write_text(key)
+            continue
+        public = usign.PublicKey.from_text(key)
         (keys_dir / public.key_id_hex).write_text(public.to_text())
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from asu.apk_index import is_apk_key
 from asu.config import Config
 from asu.usign import PublicKey, UsignError
 
@@ -50,6 +51,8 @@ FILESYSTEMS = ("squashfs", "ext4", "ubifs", "jffs2")
 REPOSITORIES_MODES = ("append", "replace")
 MAX_PACKAGES = 500
 MAX_REPOSITORIES = 16
+#: a PEM RSA key of 4096 bits is about 800 bytes
+MAX_PEM_KEY = 2000
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class BuildRequest:
     version_code: str = ""
     repositories: dict[str, str] = field(default_factory=dict)
     repository_keys: tuple[str, ...] = ()
-    repositories_mode: str = "append"
+    repositories_mode: str = "replace"
     client: str = ""
 
     @property
@@ -180,12 +183,16 @@ def _profile(value: Any) -> str:
 
 
 def _package_name(value: Any, key: str) -> str:
+    """A package to add (``name``, or ``name=version`` as apk takes it) or to
+    remove (``-name``); a leading ``+`` is dropped."""
     if not isinstance(value, str):
         raise RequestError(f"{key} must list strings, not {type(value).__name__}")
     name = value.removeprefix("+")
     removal = name.startswith("-")
-    bare = name[1:] if removal else name
-    if not PACKAGE.fullmatch(bare):
+    bare, constrained, version = (name[1:] if removal else name).partition("=")
+    if not PACKAGE.fullmatch(bare) or (
+        constrained and (removal or not PACKAGE_VERSION.fullmatch(version))
+    ):
         raise RequestError(f"{key}: package name {_show(value)} is not valid")
     return name
 
@@ -211,8 +218,8 @@ def _packages_versions(value: Any) -> dict[str, str]:
     result = {}
     for name, version in value.items():
         name = _package_name(name, "packages_versions")
-        if name.startswith("-"):
-            raise RequestError(f"packages_versions: {_show(name)} cannot be a removal")
+        if name.startswith("-") or "=" in name:
+            raise RequestError(f"packages_versions: {_show(name)} is not a plain name")
         if not isinstance(version, str) or not PACKAGE_VERSION.fullmatch(version):
             raise RequestError(
                 f"packages_versions: version {_show(version)} of {name} is not valid"
@@ -290,6 +297,7 @@ def _repositories(value: Any, config: Config) -> dict[str, str]:
             raise RequestError(f"repositories: name {_show(name)} is not valid")
         if not isinstance(url, str) or not REPOSITORY_URL.fullmatch(url):
             raise RequestError(f"repositories: URL of {name} is not an http(s) URL")
+        url = url.removesuffix("/packages.adb")  # an apk feed: its directory
         if not _feed_allowed(url, config.repository_allow_list):
             raise RequestError(
                 f"repositories: {_show(url)} is not on this server's allow-list"
@@ -310,14 +318,22 @@ def _feed_allowed(url: str, allow_list: tuple[str, ...]) -> bool:
 
 
 def _repository_keys(value: Any) -> tuple[str, ...]:
+    """usign public keys (opkg feeds) and PEM public keys (apk feeds)."""
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > MAX_REPOSITORIES:
-        raise RequestError("repository_keys must be a list of usign public keys")
+        raise RequestError("repository_keys must be a list of public keys")
     for key in value:
-        if not isinstance(key, str) or not _is_usign_key(key):
-            raise RequestError(f"repository_keys: {_show(key)} is not a usign key")
+        if not isinstance(key, str) or not (_is_usign_key(key) or _is_pem_key(key)):
+            raise RequestError(
+                f"repository_keys: {_show(key)} is neither a usign key "
+                "nor a PEM public key (apk)"
+            )
     return tuple(value)
+
+
+def _is_pem_key(text: str) -> bool:
+    return len(text) <= MAX_PEM_KEY and is_apk_key(text)
 
 
 def _is_usign_key(text: str) -> bool:
@@ -332,7 +348,7 @@ def _is_usign_key(text: str) -> bool:
 
 def _repositories_mode(value: Any) -> str:
     if value is None or value == "":
-        return "append"
+        return "replace"
     if value not in REPOSITORIES_MODES:
         raise RequestError("repositories_mode must be append or replace")
     return value

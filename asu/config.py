@@ -26,6 +26,15 @@ OPENWRT_KEYS = (
     "RWTTEMbygz6X95lKDAulctZy3aj15823THXfyrfXgwGbxZlXBd2brNcw",
 )
 
+#: OpenWrt's published apk key (PEM) for snapshots; add the keys of apk releases
+#: (``openwrt-25.12.pem`` of the openwrt-keyring package) in ``upstream_apk_keys``.
+OPENWRT_APK_KEYS = (
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqDM0+yparYvbHosRPBhvT5Z3MEXz\n"
+    "AFYrTnqJrnURywsKpD+ZKCLjPluvoHe/FABIvIuHLvICALA3IMjhm0Z0cA==\n"
+    "-----END PUBLIC KEY-----\n",
+)
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -56,6 +65,7 @@ class Config:
     redis_url: str = ""
     upstream_url: str = "https://downloads.openwrt.org"
     upstream_keys: tuple[str, ...] = OPENWRT_KEYS
+    upstream_apk_keys: tuple[str, ...] = OPENWRT_APK_KEYS
     public_path: Path = Path("public")
     cache_path: Path = Path("cache")
     port: int = 8000

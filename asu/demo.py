@@ -27,6 +27,7 @@ from asu.local_services import (
     start_redis,
     wait_until,
 )
+from asu.offline import adb_writer
 from asu.offline.tree import generate, is_current, signing_key
 
 VAR = Path("var")
@@ -52,6 +53,7 @@ def _environment(upstream_url: str, redis_url: str) -> dict[str, str]:
         "ASU_REDIS_URL": redis_url,
         "ASU_UPSTREAM_URL": upstream_url,
         "ASU_UPSTREAM_KEYS": signing_key().public_key.to_text().splitlines()[-1],
+        "ASU_UPSTREAM_APK_KEYS": adb_writer.signing_key().public_pem(),
         "ASU_PUBLIC_PATH": str((DEMO / "public").resolve()),
         "ASU_CACHE_PATH": str((DEMO / "cache").resolve()),
     }

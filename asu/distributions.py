@@ -1,13 +1,14 @@
 """The distributions the server knows, each with its upstream, keys and branches.
 
-OpenWrt is built from the top-level keys ``upstream_url``, ``upstream_keys`` and
-``branches``. The ``distributions`` key adds others beside it (or overrides parts of
-``openwrt``)::
+OpenWrt is built from the top-level keys ``upstream_url``, ``upstream_keys``,
+``upstream_apk_keys`` and ``branches``. The ``distributions`` key adds others beside
+it (or overrides parts of ``openwrt``)::
 
     distributions:
       lime:
         upstream_url: https://mirror.example.org/lime
         upstream_keys: [RWS...]
+        upstream_apk_keys: ["-----BEGIN PUBLIC KEY-----\n..."]
         branches: {"24.10": {"enabled": true}}
         feeds: [base, packages, luci]
         public_url: https://downloads.example.org
@@ -29,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from asu.apk_index import is_apk_key
 from asu.build_request import DISTRO, VERSION
 from asu.config import Config, ConfigError
 
@@ -61,6 +63,7 @@ _SETTING_TYPES: dict[str, type | tuple[type, ...]] = {
 _DISTRIBUTION_KEYS = {
     "upstream_url",
     "upstream_keys",
+    "upstream_apk_keys",
     "branches",
     "feeds",
     "public_url",
@@ -78,6 +81,8 @@ class Distribution:
     feeds: tuple[str, ...] = DEFAULT_FEEDS
     #: the address its ImageBuilders name their feeds by (its upstream when unset)
     public_url: str = ""
+    #: PEM public keys trusted for apk indexes (``packages.adb``)
+    apk_keys: tuple[str, ...] = ()
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` on this distribution's upstream."""
@@ -101,6 +106,7 @@ def distributions(config: Config) -> dict[str, Distribution]:
     openwrt = {
         "upstream_url": config.upstream_url,
         "upstream_keys": config.upstream_keys,
+        "upstream_apk_keys": config.upstream_apk_keys,
         "branches": _merge(OPENWRT_BRANCHES, config.branches),
         "public_url": OPENWRT_PUBLIC_URL,
     }
@@ -152,6 +158,11 @@ def _distribution(name: str, settings: Any) -> Distribution:
     keys = _strings(settings.get("upstream_keys"), f"{where}.upstream_keys")
     if not keys:
         raise ConfigError(f"config key {where!r}: upstream_keys must list a key")
+    apk_keys = _strings(settings.get("upstream_apk_keys", ()), f"{where}.apk_keys")
+    if not all(is_apk_key(key) for key in apk_keys):
+        raise ConfigError(
+            f"config key {where!r}: upstream_apk_keys must be PEM public keys"
+        )
     feeds = _strings(settings.get("feeds", DEFAULT_FEEDS), f"{where}.feeds")
     if not all(FEED.fullmatch(feed) for feed in feeds):
         raise ConfigError(f"config key {where!r}: feeds must be plain names")
@@ -162,7 +173,7 @@ def _distribution(name: str, settings: Any) -> Distribution:
     public = settings.get("public_url", "")
     if public and not (isinstance(public, str) and public.startswith("http")):
         raise ConfigError(f"config key {where!r}: public_url must be an http(s) URL")
-    return Distribution(name, url, keys, branches, feeds, public)
+    return Distribution(name, url, keys, branches, feeds, public, apk_keys)
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:

@@ -8,6 +8,11 @@ One pass over every configured distribution:
    ``profiles.json`` (checked against ``sha256sums``), the target's package index
    and its ``kmods/<kernel>-<release>-<vermagic>/`` index.
 3. Each architecture's feeds (``packages/<arch>/<feed>/``).
+
+Indexes are loaded only when signed by the distribution: opkg's ``Packages`` with
+a usign ``Packages.sig``, apk's ``packages.adb`` with its signature block checked
+against the apk keys (``index.json`` only where a directory has no
+``packages.adb``). A feed that fails the check is skipped with a warning.
 4. ``branches.json``, ``latest.json`` and ``overview.json``.
 
 ``init`` (``force``) fetches everything; ``update`` asks conditionally, so an
@@ -31,6 +36,7 @@ from redis.exceptions import LockError
 
 import asu
 from asu import (
+    apk_index,
     branches,
     cached_builds,
     janitor_store,
@@ -40,6 +46,7 @@ from asu import (
     upstream,
     usign,
 )
+from asu.adb import AdbError
 from asu.build_request import TARGET
 from asu.config import Config
 from asu.distributions import Distribution, distributions
@@ -154,6 +161,7 @@ class _Pass:
         self.report = report
         self.summary = summary
         self.fetcher = Fetcher(connection, distribution.name)
+        self.apk_keys = apk_index.load_keys(distribution.apk_keys)
         self.tree = JsonTree(config.json_path / distribution.json_prefix)
 
     def sync(self) -> None:
@@ -376,13 +384,23 @@ class _Pass:
 
     def _package_index(self, context: _Version, directory: str) -> PackageIndex | None:
         """The index in ``directory``, looking for the file name the version uses."""
-        for name in (context.index_name,) if context.index_name else INDEX_FILES:
+        for name in _index_files(context.index_name):
             answer = self._fetch(f"{directory}/{name}", conditional=False)
             if answer is not None:
-                context.index_name = name
-                self._check_signature(directory, name, answer.content)
-                return package_index.parse(name, answer.content)
+                context.index_name = context.index_name or name
+                return self._read_index(directory, name, answer.content)
         return None
+
+    def _read_index(self, directory: str, name: str, content: bytes) -> PackageIndex:
+        """The index ``name`` of ``directory``, once its signature checked out."""
+        if name != "packages.adb":
+            self._check_signature(directory, name, content)
+            return package_index.parse(name, content)
+        try:
+            index = apk_index.read_index(content, self.apk_keys)
+        except (AdbError, apk_index.SignatureError) as error:
+            raise UnsignedIndex(f"{directory}/{name}: {error}") from None
+        return apk_index.package_index(index)
 
     def _check_signature(self, directory: str, name: str, content: bytes) -> None:
         """opkg indexes carry a usign signature of the uncompressed ``Packages``,
@@ -422,9 +440,9 @@ class _Pass:
         changed = False
         complete = True
         for feed in self.distribution.feeds:
-            path = f"{context.path}/packages/{arch}/{feed}/{context.index_name}"
+            directory = f"{context.path}/packages/{arch}/{feed}"
             try:
-                changed |= self._sync_feed(context, arch, feed, path)
+                changed |= self._sync_feed(context, arch, feed, directory)
             except UnsignedIndex as error:
                 complete = False
                 self._skip(error)
@@ -447,17 +465,20 @@ class _Pass:
             )
             self.tree.write_feeds(context.path, arch, packages)
 
-    def _sync_feed(self, context: _Version, arch: str, feed: str, path: str) -> bool:
+    def _sync_feed(
+        self, context: _Version, arch: str, feed: str, directory: str
+    ) -> bool:
         """Load one feed if it changed; whether it did."""
-        answer = self._fetch(path)
-        if answer is None:
+        for name in _index_files(context.index_name):
+            answer = self._fetch(f"{directory}/{name}")
+            if answer is not None:
+                break
+        else:
             self.report.detail(f"{self.distro} {context.name}: no feed {feed} ({arch})")
             return False
         if not answer.changed:
             return False
-        directory = path.rsplit("/", 1)[0]
-        self._check_signature(directory, context.index_name, answer.content)
-        index = package_index.parse(context.index_name, answer.content)
+        index = self._read_index(directory, name, answer.content)
         self._save(
             lambda pipe: janitor_store.save_feed(
                 pipe, self.distro, context.name, arch, feed, index
@@ -466,6 +487,15 @@ class _Pass:
         )
         self.summary.feeds_loaded += 1
         return True
+
+
+def _index_files(index_name: str) -> tuple[str, ...]:
+    """The index files to look for in a directory of a version that uses
+    ``index_name`` (any, when not known yet): ``index.json`` stands in for an
+    apk directory without ``packages.adb``."""
+    if not index_name:
+        return INDEX_FILES
+    return (index_name, "index.json") if index_name == "packages.adb" else (index_name,)
 
 
 def _version_facts(

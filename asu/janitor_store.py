@@ -1,9 +1,10 @@
 """What the janitor keeps in Redis, written one transaction per target or feed.
 
 Every write replaces a whole unit (a target: its ``profiles.json``, profile names,
-package index with kmods, provided names and info; a feed: its packages and
-provided names) inside MULTI/EXEC, together with the validators of the upstream
-answers it came from. A reader sees the old unit or the new one, never a mix.
+package index with kmods, provided names, apk versions and virtual names, and info;
+a feed: its packages, provided names, apk versions and virtual names) inside
+MULTI/EXEC, together with the validators of the upstream answers it came from.
+A reader sees the old unit or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -72,6 +73,18 @@ def _replace_set(pipe, key: str, members: Iterable[str]) -> None:
         pipe.sadd(key, *members)
 
 
+def _replace_index(pipe, packages, provides, versions, virtual, index) -> None:
+    """Queue the replacement of one index's four keys by ``index``."""
+    _replace_hash(pipe, packages, index.packages)
+    _replace_set(pipe, provides, index.provides)
+    _replace_hash(pipe, versions, _joined(index.versions))
+    _replace_hash(pipe, virtual, _joined(index.virtual))
+
+
+def _joined(mapping: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    return {name: " ".join(sorted(values)) for name, values in mapping.items()}
+
+
 def save_target(
     pipe,
     distro: str,
@@ -85,8 +98,7 @@ def save_target(
     """Queue the replacement of everything loaded for one target."""
     pipe.set(keys.profiles(distro, version, target), profiles_json)
     _replace_hash(pipe, keys.profile_names(distro, version, target), names)
-    _replace_hash(pipe, keys.target_packages(distro, version, target), index.packages)
-    _replace_set(pipe, keys.target_provides(distro, version, target), index.provides)
+    _replace_index(pipe, *target_index_keys(distro, version, target), index)
     _replace_hash(pipe, keys.target_info(distro, version, target), state.as_hash())
 
 
@@ -95,8 +107,7 @@ def delete_target(pipe, distro: str, version: str, target: str) -> None:
     pipe.delete(
         keys.profiles(distro, version, target),
         keys.profile_names(distro, version, target),
-        keys.target_packages(distro, version, target),
-        keys.target_provides(distro, version, target),
+        *target_index_keys(distro, version, target),
         keys.target_info(distro, version, target),
     )
 
@@ -105,8 +116,27 @@ def save_feed(
     pipe, distro: str, version: str, arch: str, feed: str, index: PackageIndex
 ) -> None:
     """Queue the replacement of one feed of one architecture."""
-    _replace_hash(pipe, keys.feed_packages(distro, version, arch, feed), index.packages)
-    _replace_set(pipe, keys.feed_provides(distro, version, arch, feed), index.provides)
+    _replace_index(pipe, *feed_index_keys(distro, version, arch, feed), index)
+
+
+def target_index_keys(distro: str, version: str, target: str) -> tuple[str, ...]:
+    """The keys of a target's index: packages, provides, versions, virtual."""
+    return (
+        keys.target_packages(distro, version, target),
+        keys.target_provides(distro, version, target),
+        keys.target_versions(distro, version, target),
+        keys.target_virtual(distro, version, target),
+    )
+
+
+def feed_index_keys(distro: str, version: str, arch: str, feed: str) -> tuple[str, ...]:
+    """The keys of a feed's index, as :func:`target_index_keys`."""
+    return (
+        keys.feed_packages(distro, version, arch, feed),
+        keys.feed_provides(distro, version, arch, feed),
+        keys.feed_versions(distro, version, arch, feed),
+        keys.feed_virtual(distro, version, arch, feed),
+    )
 
 
 def save_version(

@@ -41,6 +41,18 @@ def target_provides(distro: str, version: str, target: str) -> str:
     return f"{PREFIX}:pkgs:{distro}:{version}:target:{target}:provides"
 
 
+def target_versions(distro: str, version: str, target: str) -> str:
+    """Hash ``{name: versions}`` (space-separated): what ``name=version`` the target's
+    apk packages answer to, as themselves or as versioned provides."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:target:{target}:versions"
+
+
+def target_virtual(distro: str, version: str, target: str) -> str:
+    """Hash ``{name: providers}`` (space-separated): names the target's apk
+    packages provide only virtually, so apk asks for one provider by name."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:target:{target}:virtual"
+
+
 def feed_packages(distro: str, version: str, arch: str, feed: str) -> str:
     """Hash ``{package: version}`` of one feed for one package architecture."""
     return f"{PREFIX}:pkgs:{distro}:{version}:feed:{arch}:{feed}"
@@ -49,6 +61,16 @@ def feed_packages(distro: str, version: str, arch: str, feed: str) -> str:
 def feed_provides(distro: str, version: str, arch: str, feed: str) -> str:
     """Set of names one feed's packages provide."""
     return f"{PREFIX}:pkgs:{distro}:{version}:feed:{arch}:{feed}:provides"
+
+
+def feed_versions(distro: str, version: str, arch: str, feed: str) -> str:
+    """Hash ``{name: versions}`` of one feed, as :func:`target_versions`."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:feed:{arch}:{feed}:versions"
+
+
+def feed_virtual(distro: str, version: str, arch: str, feed: str) -> str:
+    """Hash ``{name: providers}`` of one feed, as :func:`target_virtual`."""
+    return f"{PREFIX}:pkgs:{distro}:{version}:feed:{arch}:{feed}:virtual"
 
 
 def feed_arches(distro: str, version: str) -> str:

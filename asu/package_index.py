@@ -20,8 +20,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-#: The index files of a package directory, in the order they are looked for.
-INDEX_FILES = ("Packages.gz", "Packages", "index.json")
+#: The index files of a package directory, in the order they are looked for
+#: (``packages.adb`` is read by :mod:`asu.apk_index`, with its signature).
+INDEX_FILES = ("Packages.gz", "Packages", "packages.adb", "index.json")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", re.ASCII)
 _CONSTRAINT = re.compile(r"\s*(?:\(.*\)|[<>=~].*)$")

@@ -1,22 +1,28 @@
 """Unknown packages are refused before anything is queued (422).
 
-A package is known when the target's index, its kmods or one of the version's
-feeds for the target's architecture has it, or when one of their packages
-provides it. ``packages_versions`` names are checked too; removals (``-name``) are
-not: opkg and apk ignore the removal of a package nothing has, and a device
-package upstream stopped building must not block a rebuild. Only targets the
-janitor has loaded with a package index are checked, and only while none of
-their indexes was skipped for a bad signature: for the rest the build itself
-reports unknown packages.
+A name is known when the target's index, its kmods or one of the version's feeds
+for the target's architecture has a package of that name, or a package that
+provides it. With apk indexes the check is apk's: ``name=version`` needs a package
+or versioned provide of exactly that version, and a name that packages provide
+only virtually (no version, no provider priority) passes only when one of them is
+asked for by name too. ``packages_versions`` names are checked too; removals
+(``-name``) are not: opkg and apk ignore the removal of a package nothing has,
+and a device package upstream stopped building must not block a rebuild. Only
+targets the janitor has loaded with a package index are checked, and only while
+none of their indexes was skipped for a bad signature: for the rest the build
+itself reports unknown packages.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import redis
 
-from asu import keys, metadata
+from asu import janitor_store, keys, metadata
 from asu.build_request import BuildRequest, RequestError
 from asu.config import Config
+from asu.package_versions import compare_apk
 
 
 def check_packages(
@@ -42,6 +48,37 @@ def check_packages(
         )
 
 
+@dataclass
+class _Known:
+    """What the loaded indexes say about the names asked for."""
+
+    names: set[str] = field(default_factory=set)
+    versions: dict[str, set[str]] = field(default_factory=dict)
+    providers: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, bases: list[str], answers: list) -> None:
+        packages, provided, versions, virtual = answers
+        for name, version, hit, listed, providers in zip(
+            bases, packages, provided, versions, virtual, strict=True
+        ):
+            if version is not None or hit:
+                self.names.add(name)
+            if listed:
+                self.versions.setdefault(name, set()).update(listed.decode().split())
+            if providers:
+                self.providers.setdefault(name, set()).update(
+                    providers.decode().split()
+                )
+
+    def accepts(self, token: str, asked: set[str]) -> bool:
+        name, _, version = token.partition("=")
+        if version:
+            return any(
+                compare_apk(version, v) == 0 for v in self.versions.get(name, ())
+            )
+        return name in self.names or bool(self.providers.get(name, set()) & asked)
+
+
 def unknown_packages(
     connection: redis.Redis,
     request: BuildRequest,
@@ -57,28 +94,22 @@ def unknown_packages(
         return []
     arch = arch.decode()
     indexes = [
-        (
-            keys.target_packages(distro, version, target),
-            keys.target_provides(distro, version, target),
-        ),
-        *(
-            (
-                keys.feed_packages(distro, version, arch, feed),
-                keys.feed_provides(distro, version, arch, feed),
-            )
-            for feed in feeds
-        ),
+        janitor_store.target_index_keys(distro, version, target),
+        *(janitor_store.feed_index_keys(distro, version, arch, f) for f in feeds),
     ]
+    bases = sorted({name.partition("=")[0] for name in names})
     with connection.pipeline(transaction=False) as pipe:
         pipe.sismember(keys.feed_arches(distro, version), arch)
-        for packages, provides in indexes:
-            pipe.hmget(packages, names)
-            pipe.smismember(provides, names)
+        for packages, provides, versions, virtual in indexes:
+            pipe.hmget(packages, bases)
+            pipe.smismember(provides, bases)
+            pipe.hmget(versions, bases)
+            pipe.hmget(virtual, bases)
         feeds_loaded, *answers = pipe.execute()
     if not feeds_loaded:
         return []  # the feeds are not loaded (yet): do not refuse what they may have
-    known: set[str] = set()
-    for versions, provided in zip(answers[::2], answers[1::2], strict=True):
-        known.update(n for n, v in zip(names, versions, strict=True) if v is not None)
-        known.update(n for n, hit in zip(names, provided, strict=True) if hit)
-    return [name for name in names if name not in known]
+    known = _Known()
+    for start in range(0, len(answers), 4):
+        known.add(bases, answers[start : start + 4])
+    asked = set(bases)
+    return [name for name in names if not known.accepts(name, asked)]

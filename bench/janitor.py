@@ -26,6 +26,7 @@ import redis
 
 from asu import create_app
 from asu.local_services import start_redis, stop
+from asu.offline import adb_writer
 from asu.offline.server import UpstreamServer
 from asu.offline.tree import generate, signing_key
 
@@ -54,6 +55,7 @@ def _run(scratch: Path) -> str:
         "redis_url": redis_url,
         "upstream_url": server.url,
         "upstream_keys": signing_key().public_key.to_text().splitlines()[-1],
+        "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
         "public_path": str(scratch / "public"),
         "cache_path": str(scratch / "cache"),
     }

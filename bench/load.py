@@ -44,6 +44,7 @@ from asu.local_services import (
     stop,
     wait_until,
 )
+from asu.offline import adb_writer
 from asu.offline.server import UpstreamServer
 from asu.offline.tree import generate, signing_key
 
@@ -69,6 +70,7 @@ def _run(scratch: Path, seconds: float) -> str:
             "redis_url": redis_url,
             "upstream_url": upstream.url,
             "upstream_keys": signing_key().public_key.to_text().splitlines()[-1],
+            "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
             "public_path": str(scratch / "public"),
             "cache_path": str(scratch / "cache"),
         }

@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 
 from asu import create_app
 from asu.local_services import spawn, start_redis, stop, wait_until
+from asu.offline import adb_writer
 from asu.offline.server import UpstreamServer
 from asu.offline.tree import generate, signing_key
 
@@ -58,9 +59,33 @@ def app_config(redis_url, upstream, tmp_path) -> dict:
         "redis_url": redis_url,
         "upstream_url": upstream.url,
         "upstream_keys": [public_key],
+        "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
         "public_path": str(tmp_path / "public"),
         "cache_path": str(tmp_path / "cache"),
     }
+
+
+@pytest.fixture(scope="module")
+def loaded(upstream, tmp_path_factory):
+    """An app whose own Redis holds a full ``janitor init`` of the stand-in."""
+    base = tmp_path_factory.mktemp("janitor")
+    proc, url = start_redis(base / "redis")
+    app = create_app(
+        {
+            "redis_url": url,
+            "upstream_url": upstream.url,
+            "upstream_keys": [signing_key().public_key.to_text().splitlines()[-1]],
+            "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
+            "public_path": str(base / "public"),
+            "cache_path": str(base / "cache"),
+        }
+    )
+    app.config["TESTING"] = True
+    result = app.test_cli_runner().invoke(args=["janitor", "init"])
+    assert result.exit_code == 0, result.output
+    app.init_output = result.output
+    yield app
+    stop(proc)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 
 from asu.build_request import BuildRequest, RequestError, parse_build_request
 from asu.config import Config
+from asu.offline import adb_writer
 
 REQUESTS = Path(__file__).parent / "data" / "requests"
 CONFIG = Config(repository_allow_list=("https://feeds.example.org/",))
@@ -147,3 +148,52 @@ def test_body_must_be_an_object():
 def test_defaults_refused_when_the_server_disallows_them():
     with pytest.raises(RequestError, match="defaults"):
         parse(minimal(defaults="echo"), Config(allow_defaults=False))
+
+
+APK_KEY = adb_writer.signing_key().public_pem()
+USIGN_KEY = "RWS1BD5w+adc3j2Hqg9+b66CvLR7NlHbsj7wjNVj0XGt/othDgIAOJS+"
+
+
+def test_apk_feeds_as_clients_send_them():
+    feed = "https://feeds.example.org/apk/x86_64/extra"
+    by_index = parse(
+        minimal(
+            repositories={"extra": f"{feed}/packages.adb"},
+            repository_keys=[APK_KEY, USIGN_KEY],
+        )
+    )
+    by_directory = parse(
+        minimal(repositories={"extra": feed}, repository_keys=[USIGN_KEY, APK_KEY])
+    )
+    assert by_index.repositories == {"extra": feed}  # not .../packages.adb twice
+    assert by_index.repository_keys == (APK_KEY, USIGN_KEY)
+    assert by_index.hash == by_directory.hash
+    assert by_index.repositories_mode == "replace"  # as the reference server
+    assert parse(minimal(repositories_mode="append")).repositories_mode == "append"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        APK_KEY.replace("PUBLIC KEY", "PRIVATE KEY"),
+        APK_KEY.replace("M", "#", 1),
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0000000000000000000000000000000000000",
+    ],
+)
+def test_a_key_that_is_neither_usign_nor_pem_is_400_naming_it(key):
+    with pytest.raises(RequestError) as refused:
+        parse(minimal(repository_keys=[USIGN_KEY, key]))
+    assert refused.value.status == 400
+    assert "repository_keys" in refused.value.detail
+    assert repr(key)[:20] in refused.value.detail
+
+
+def test_apk_version_constraints_in_packages():
+    request = parse(minimal(packages=["nftables=1.1.6-r1", "-ppp", "+htop"]))
+    assert request.packages == ("nftables=1.1.6-r1", "-ppp", "htop")
+    for bad in ["-nftables=1.1.6-r1", "nftables=", "nftables=1 2", "a=b=c;"]:
+        with pytest.raises(RequestError, match="packages"):
+            parse(minimal(packages=[bad]))
+    with pytest.raises(RequestError, match="plain name"):
+        parse(minimal(packages_versions={"nftables=1": "1.1.6-r1"}))

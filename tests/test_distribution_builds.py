@@ -6,6 +6,7 @@ import pytest
 from clients import wait_for
 from upstreams import snapshot_only
 
+from asu.offline import adb_writer
 from asu.usign import SecretKey
 
 LIME_KEY = SecretKey.from_seed(b"\x0b" * 32)
@@ -24,6 +25,7 @@ def app_config(app_config, lime_upstream):
     lime = {
         "upstream_url": lime_upstream.url,
         "upstream_keys": [LIME_KEY.public_key.to_text().splitlines()[-1]],
+        "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
     }
     return app_config | {"distributions": {"lime": lime}}
 

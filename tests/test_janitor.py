@@ -14,8 +14,8 @@ from rq import Queue
 from rq.job import Job
 from upstreams import snapshot_only
 
-from asu import create_app, keys, metadata
-from asu.local_services import start_redis, stop
+from asu import keys, metadata
+from asu.offline import adb_writer
 from asu.offline.tree import signing_key
 from asu.usign import SecretKey
 
@@ -78,27 +78,7 @@ def janitor(app, command: str = "init"):
     return result
 
 
-# -- one full init of everything, shared by the read-only tests below ---------------
-
-
-@pytest.fixture(scope="module")
-def loaded(upstream, tmp_path_factory):
-    """An app whose own Redis holds a full ``janitor init`` of the stand-in."""
-    base = tmp_path_factory.mktemp("janitor")
-    proc, url = start_redis(base / "redis")
-    app = create_app(
-        {
-            "redis_url": url,
-            "upstream_url": upstream.url,
-            "upstream_keys": [OFFLINE_KEY],
-            "public_path": str(base / "public"),
-            "cache_path": str(base / "cache"),
-        }
-    )
-    app.config["TESTING"] = True
-    app.init_output = janitor(app).output
-    yield app
-    stop(proc)
+# -- one full init of everything (conftest's ``loaded``), read by the tests below ----
 
 
 @pytest.fixture(scope="module")
@@ -472,6 +452,7 @@ def test_a_second_distribution_beside_openwrt(app, other_upstream):
     lime = {
         "upstream_url": other_upstream.url,
         "upstream_keys": [other_key_line()],
+        "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
         "feeds": ["base", "packages", "luci"],
     }
     app.config["ASU"] = _with(app, branches=ONLY_SNAPSHOT, distributions={"lime": lime})
