@@ -8,6 +8,7 @@ import json
 
 import pytest
 import redis
+from clients import explain, post, wait_for
 from upstreams import copy_tree, replace_file
 
 from asu import adb, create_app, keys
@@ -103,6 +104,27 @@ def test_the_same_names_pass_on_the_snapshot(loaded):
     with pytest.raises(RequestError, match="wget-any"):
         body["packages"] = ["wget-any"]
         check_packages(connection, config, parse_build_request(body, config))
+
+
+def test_a_selector_request_builds_end_to_end(app, live_server, worker):
+    """ath79 under 25.12.0, checked against the loaded feeds, built by the worker
+    from the binary indexes and v3 packages: ``nftables`` is ``nftables-json``."""
+    outcome = app.test_cli_runner().invoke(args=["janitor", "init"])
+    assert outcome.exit_code == 0, outcome.output
+    profiles = json.loads(
+        app.extensions["redis"].get(
+            keys.profiles("openwrt", "25.12.0", "ath79/generic")
+        )
+    )
+    body = selector_request("25.12.0", "ath79/generic", "tplink_archer-c7-v5", profiles)
+    response = wait_for(live_server, body | {"packages": [*body["packages"], "htop"]})
+    assert response.status_code == 200, explain(response)
+    manifest = response.json()["manifest"]
+    assert manifest["nftables-json"] == "1.1.6-r1"
+    assert "nftables" not in manifest  # a provided name, not a package
+    assert manifest["htop"]
+    refused = post(live_server, body | {"packages": ["wget-any"]})
+    assert refused.status_code == 422
 
 
 # -- tampered indexes ----------------------------------------------------------------
