@@ -51,6 +51,7 @@ from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.ib_output import Info, parse_info, parse_manifest
 from asu.package_cache import PackageCache
+from asu.package_versions import compare
 from asu.signing import server_key
 from asu.times import iso_utc
 
@@ -469,6 +470,11 @@ _APK_UNKNOWN = re.compile(r"^\s+(\S+) \(no such package\):", re.MULTILINE)
 _CONFLICT = re.compile(r"conflict", re.IGNORECASE)
 
 
+def _package_format(job: Job) -> str:
+    """``opkg`` or ``apk``: which of the two the job's ImageBuilder uses."""
+    return "opkg" if (job.source / "repositories.conf").is_file() else "apk"
+
+
 def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
     """The packages the image gets, by ``make manifest STRIP_ABI=1``: names as the
     feeds' ``index.json`` and clients have them (``libgcc``, not ``libgcc1``)."""
@@ -483,10 +489,11 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
         kind, detail = _manifest_error(result.stderr + result.stdout, job)
         raise BuildError(detail, *_out(result), kind=kind)
     manifest = parse_manifest(result.stdout)
+    package_format = _package_format(job)
     mismatches = [
         f"{name} {manifest.get(name, 'not installed')} instead of {version}"
         for name, version in sorted(request.packages_versions.items())
-        if manifest.get(name) != version
+        if name not in manifest or compare(manifest[name], version, package_format)
     ]
     if mismatches:
         raise BuildError(

@@ -113,6 +113,9 @@ def plan(
 
     ``available`` is ``{package: version}`` of the new version's target and feeds;
     ``revisions`` the (current, new) revision numbers the renames are taken from.
+    Versions of one package compare in the new version's order (``package_format``);
+    a package that replaces another (``opkg`` by ``apk-mbedtls``) is an upgrade
+    whenever its version differs, as the two numberings have nothing in common.
     """
     renamed = package_changes.apply(
         list(check.installed), *revisions, check.target, check.profile
@@ -121,10 +124,15 @@ def plan(
     upgrades = {}
     for name in renamed:
         new, current = available.get(name), current_of.get(name)
-        if new and current and compare(new, current, package_format) > 0:
-            upgrades[name] = [new, current]
-        elif new and current is None:
+        if not new:
+            continue
+        if current is None:
             upgrades[name] = [new, ""]
+        elif name not in check.installed:  # another package took its place
+            if new != current:
+                upgrades[name] = [new, current]
+        elif compare(new, current, package_format) > 0:
+            upgrades[name] = [new, current]
     return Upgrade(
         version=new_version,
         upgrades=upgrades,

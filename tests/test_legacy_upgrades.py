@@ -45,6 +45,27 @@ def test_23_05_device_goes_to_25_12_with_renames(loaded):
     assert old_htop == "3.2.1-1" and new_htop != old_htop
 
 
+def test_a_24_10_device_crosses_to_apk(loaded):
+    """opkg to apk: the package manager is renamed, ABI-versioned libraries keep
+    their plain names (25.12's come from packages.adb), versions compare as apk."""
+    installed = {
+        "opkg": "2024.10.16~38eccbb1-r1",
+        "owut": "2024.07.01~9e2e5ed4-r1",
+        "libubox": "2024.03.29~eb9bcb64-r1",
+        "nftables-json": "1.1.1-r1",
+    }
+    body = {"version": "24.10.4", "target": "x86/64", "installed": installed}
+    response = loaded.post("/api/upgrade-check", json=body)
+    assert response.status_code == 200, response.json
+    answer = response.json
+    assert answer["version"] == "25.12.0"
+    assert "apk-mbedtls" in answer["packages"] and "opkg" not in answer["packages"]
+    assert answer["upgrades"]["nftables-json"] == ["1.1.6-r1", "1.1.1-r1"]
+    assert answer["upgrades"]["libubox"][0] == "2026.03.13~81563384-r2"
+    # it replaces opkg: listed although 3.0.5 sorts before 2024.10.16
+    assert answer["upgrades"]["apk-mbedtls"] == ["3.0.5-r2", installed["opkg"]]
+
+
 def test_with_25_12_disabled_a_23_05_device_goes_to_24_10(app_config):
     app = create_app(app_config | {"branches": {"25.12": {"enabled": False}}})
     assert app.test_cli_runner().invoke(args=["janitor", "init"]).exit_code == 0

@@ -76,3 +76,14 @@ def test_parse_check_shapes_and_refusals():
         with pytest.raises(RequestError):
             parse_check(body)
     assert check.hash != old.hash
+
+
+def test_across_the_apk_boundary_versions_compare_in_apk_order():
+    """``1.2-r1`` is newer than ``1.2_rc1-r1`` for apk (a release candidate comes
+    before its release), older for opkg: a 25.12 image compares as apk does."""
+    check = UpgradeCheck("openwrt", "24.10.4", "x86/64", {"tool": "1.2_rc1-r1"})
+    available = {"tool": "1.2-r1"}
+    upgrade = plan(check, "25.12.0", available, (27990, 32802), "apk")
+    assert upgrade.upgrades == {"tool": ["1.2-r1", "1.2_rc1-r1"]}
+    same_in_opkg = plan(check, "24.10.4", available, (27990, 27990), "opkg")
+    assert same_in_opkg.upgrades == {}
