@@ -60,8 +60,9 @@ class ApkKey:
 
     @classmethod
     def from_text(cls, text: str) -> ApkKey:
-        """A key from its PEM text (``-----BEGIN PUBLIC KEY-----`` ...)."""
-        match = _PEM.match(text or "")
+        """A key from its PEM text (``-----BEGIN PUBLIC KEY-----`` ...); its line
+        breaks may be written ``\\n``, as in one line of an environment variable."""
+        match = _PEM.match((text or "").replace("\\n", "\n"))
         if not match:
             raise NotAnApkKey("not a PEM public key")
         try:

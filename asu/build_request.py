@@ -329,7 +329,7 @@ def _repository_keys(value: Any) -> tuple[str, ...]:
                 f"repository_keys: {_show(key)} is neither a usign key "
                 "nor a PEM public key (apk)"
             )
-    return tuple(value)
+    return tuple(key.replace("\\n", "\n") for key in value)  # PEM on one line
 
 
 def _is_pem_key(text: str) -> bool:

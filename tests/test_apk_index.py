@@ -243,3 +243,8 @@ def test_a_package_that_is_not_what_the_index_says_is_refused():
         apk_index.check_package(_recompressed(package, flip_data), entry)
     with pytest.raises(SignatureError, match="not an ADB file"):
         apk_index.check_package(zlib.compress(raw), entry)
+
+
+def test_a_pem_key_may_be_written_on_one_line_with_escaped_line_breaks():
+    one_line = TEST_KEY.public_pem().replace("\n", "\\n")
+    assert ApkKey.from_text(one_line).key_id == TEST_KEY.key_id
