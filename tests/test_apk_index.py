@@ -3,8 +3,10 @@ upstream's signed indexes and v3 packages, tampered with in every way that matte
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
+import sys
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -248,3 +250,27 @@ def test_a_package_that_is_not_what_the_index_says_is_refused():
 def test_a_pem_key_may_be_written_on_one_line_with_escaped_line_breaks():
     one_line = TEST_KEY.public_pem().replace("\n", "\\n")
     assert ApkKey.from_text(one_line).key_id == TEST_KEY.key_id
+
+
+def _imagebuilder_apk_keys():
+    """The pure-Python checker the offline ImageBuilder ships (no cryptography)."""
+    path = Path(adb_writer.__file__).parent / "imagebuilder" / "apk_keys.py"
+    spec = importlib.util.spec_from_file_location("apk_keys", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("apk_keys", module)  # dataclasses look the module up
+    spec.loader.exec_module(sys.modules["apk_keys"])
+    return sys.modules["apk_keys"]
+
+
+def test_the_imagebuilder_checks_signatures_as_apk_does():
+    apk_keys = _imagebuilder_apk_keys()
+    rsa_key = RsaSigningKey()
+    for signer, pem in ((TEST_KEY, TEST_KEY.public_pem()), (rsa_key, rsa_key.pem)):
+        key = apk_keys.PublicKey.from_pem(pem)
+        assert key.key_id == ApkKey.from_text(pem).key_id
+        signature = signer.sign(b"the signed part of an index")
+        assert key.verifies(b"the signed part of an index", signature)
+        assert not key.verifies(b"the signed part of an indeX", signature)
+        assert not key.verifies(b"the signed part of an index", signature[:-1])
+    with pytest.raises(ValueError):
+        apk_keys.PublicKey.from_pem("RWS1BD5w+adc3j2Hqg9+b66CvLR7NlHbsj7wjNVj0XGt")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from asu import adb
+from asu.offline import adb_writer
 from asu.offline.imagebuilder_writer import write_imagebuilder
 from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, ImageType, Package, Profile
 from asu.offline.packages import (
@@ -479,6 +480,33 @@ def test_unknown_package_fails_like_apk(ath79):
         "  no-such-package (no such package):",
         "    required by: world[no-such-package]",
     ]
+
+
+def test_a_versioned_provide_is_selected_like_apk(ath79):
+    ok = make(ath79, "manifest", "PACKAGES=nftables=1.1.1-r1 -nftables")
+    assert ok.returncode == 0, ok.stderr
+    assert "nftables-json 1.1.1-r1" in ok.stdout.splitlines()
+    wrong = make(ath79, "manifest", "PACKAGES=nftables=1.0.0-r1")
+    assert wrong.returncode == 2
+    assert "  nftables=1.0.0-r1 (no such package):" in wrong.stderr.splitlines()
+
+
+def test_an_index_apk_cannot_trust_is_left_out_like_apk(tmp_path):
+    ib = tmp_path / "openwrt-imagebuilder-25.12.0-ath79-generic"
+    write_imagebuilder(ib, ATH79_INFO, WORLD, signing_key())
+    index = ib / "packages" / "packages.adb"
+    packages = adb.read_index(adb.parse(index.read_bytes())).packages
+    other = adb_writer.SigningKey.from_seed(b"not the offline upstream")
+    index.write_bytes(adb_writer.index_file(packages, other))
+    result = make(ib, "manifest", "PROFILE=tplink_archer-c7-v5")
+    assert result.returncode == 2
+    assert "WARNING: opening packages/packages.adb: UNTRUSTED signature" in (
+        result.stderr
+    )
+    assert "  base-files (no such package):" in result.stderr.splitlines()
+    (ib / "keys" / "other.pem").write_text(other.public_pem())
+    trusted = make(ib, "manifest", "PROFILE=tplink_archer-c7-v5")
+    assert trusted.returncode == 0, trusted.stderr
 
 
 def test_conflict_fails_like_opkg(x86):

@@ -5,6 +5,7 @@ The layout follows OpenWrt's ImageBuilder where the server can see it::
     Makefile                  make help|info|manifest|image|clean|package_*|val.X
     scripts/ib.py             the program behind the Makefile (stdlib only)
     scripts/adb.py            apk's ADB format, read by ib.py (asu/adb.py)
+    scripts/apk_keys.py       apk's signatures, checked by ib.py
     .config                   target, version, enabled root filesystems, partsize
     include/ib-info.json      ImageBuilderInfo: profiles, defaults, kernel, limits
     repositories.conf         opkg feeds (``repositories`` in the apk world)
@@ -72,6 +73,7 @@ def _copy_program(dest: Path) -> None:
     (dest / "scripts").mkdir(exist_ok=True)
     shutil.copyfile(PROGRAM_DIR / "ib.py", dest / "scripts" / "ib.py")
     shutil.copyfile(Path(adb.__file__), dest / "scripts" / "adb.py")
+    shutil.copyfile(PROGRAM_DIR / "apk_keys.py", dest / "scripts" / "apk_keys.py")
     (dest / "scripts" / "ib.py").chmod(0o755)
 
 

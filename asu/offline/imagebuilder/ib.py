@@ -12,7 +12,8 @@ http(s) URLs as upstream publishes them or ``file:`` paths (absolute, or relativ
 to TOPDIR). Like opkg with ``option check_signature``, each opkg index is used only
 when its ``Packages.sig`` is a usign signature by a key in ``keys/``. apk's binary
 ``packages.adb`` and v3 packages are read with adb.py (the server's asu/adb.py,
-copied beside this file), each package checked against the identity its index
+copied beside this file), an index only when signed by a PEM key in ``keys/``
+(apk_keys.py), each package checked against the identity its index
 gives it.
 
 Python 3 standard library only: this runs with the system python3 of a build
@@ -23,6 +24,7 @@ mke2fs plus debugfs (e2fsprogs) when ext4 images are enabled.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import io
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import adb  # scripts/adb.py, beside this file
+import apk_keys  # scripts/apk_keys.py, beside this file
 
 #: opkg's exit status for a failed install (make reports "Error 255"), apk's is 1
 RESOLVE_EXIT = {"opkg": 255, "apk": 1}
@@ -436,12 +439,41 @@ def load_apk_feed(ctx: Context, source: Source) -> list[Candidate]:
     if data is None:
         return []
     try:
-        index = adb.read_index(adb.parse(data, adb.SCHEMA_INDEX))
+        container = adb.parse(data, adb.SCHEMA_INDEX)
+        index = adb.read_index(container)
     except adb.AdbError as error:
         print(f"WARNING: opening {url}: {error}", file=sys.stderr)
         return []
+    if not trusted(ctx, container):
+        print(f"WARNING: opening {url}: UNTRUSTED signature", file=sys.stderr)
+        return []
     base = url.rsplit("/", 1)[0] if "/" in url else "."
     return [apk_candidate(info, base, index.pkgname_spec) for info in index.packages]
+
+
+def trusted(ctx: Context, container: adb.Container) -> bool:
+    """Whether a signature of ``container`` verifies with a key in keys/."""
+    keys = apk_trusted_keys(ctx.topdir / "keys")
+    for signature in container.signatures:
+        key = keys.get(signature.key_id)
+        if key is not None and signature.hash_alg in adb.DIGESTS:
+            message = container.signed_message(signature)
+            if key.verifies(message, signature.signature):
+                return True
+    return False
+
+
+@functools.cache
+def apk_trusted_keys(directory: Path) -> dict[bytes, apk_keys.PublicKey]:
+    """The PEM keys in ``directory`` by apk's key id (other files are skipped)."""
+    keys = {}
+    for path in sorted(directory.glob("*")) if directory.is_dir() else ():
+        try:
+            key = apk_keys.PublicKey.from_pem(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        keys[key.key_id] = key
+    return keys
 
 
 def apk_candidate(info: adb.PackageInfo, base: str, pkgname_spec: str) -> Candidate:
