@@ -39,6 +39,7 @@ def test_a_package_from_an_extra_feed_is_built_in(live_server, worker, feed_serv
         "packages": ["asu-extra"],
         "repositories": {"extra": f"{feed_server.url}/extra"},
         "repository_keys": [key],
+        "repositories_mode": "append",
     }
     response = wait_for(live_server, body)
     assert response.status_code == 200, response.json()
@@ -52,6 +53,11 @@ def test_a_package_from_an_extra_feed_is_built_in(live_server, worker, feed_serv
     without = wait_for(live_server, X86_OPKG | {"packages": ["asu-extra"]})
     assert without.status_code == 500
     assert "asu-extra" in without.json()["detail"]
+
+    # replace, the default: the extra feed instead of the distribution's feeds
+    replaced = wait_for(live_server, body | {"repositories_mode": None})
+    assert replaced.status_code == 500
+    assert "busybox" in replaced.json()["detail"]  # a default from base
 
 
 def test_feeds_off_the_allow_list_are_refused(live_server):
