@@ -339,18 +339,16 @@ def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
     package the build may install, and point the ImageBuilder at the copies.
 
     ``replace`` drops upstream's feeds but keeps the ImageBuilder's own
-    ``packages/``; the request's keys go where opkg looks for them
-    (``keys/<key id>``).
+    ``packages/``; the request's keys go where opkg and apk look for them
+    (``keys/<key id>``, ``keys/<key id>.pem``).
     """
     request = job.request
-    conf = feeds.read_regular(job.source / "repositories.conf")
-    trusted = feeds.trusted_keys(job.source / "keys", job.distribution.upstream_keys)
-    repositories = feeds.imagebuilder_feeds(conf, job.distribution, trusted)
-    usign_keys = tuple(
-        key for key in request.repository_keys if not apk_index.is_apk_key(key)
-    )
+    repositories = feeds.imagebuilder_feeds(job.source, job.distribution)
+    kind = repositories.package_format
+    usable = feeds.usign_keys if kind == "opkg" else feeds.apk_keys
+    keys = tuple(usable(request.repository_keys))
     extra = tuple(
-        feeds.Feed(name, url, usign_keys, extra=True)
+        feeds.Feed(name, url, keys, extra=True)
         for name, url in request.repositories.items()
     )
     replaced = request.repositories_mode == "replace" and extra
@@ -359,7 +357,7 @@ def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
     http = upstream.session()
     try:
         job.mirrored = feeds.mirror(
-            http, [*upstream_feeds, *extra], job.scratch / "feeds"
+            http, kind, [*upstream_feeds, *extra], job.scratch / "feeds"
         )
     except feeds.FeedError as error:
         raise BuildError(f"Error: {error}", kind="repositories") from None
@@ -367,7 +365,7 @@ def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
     wanted = _installed(info, request.profile, packages)
     job.missing = feeds.provide(http, cache, job.mirrored, wanted)
     text = feeds.repositories_file(repositories, job.mirrored, FEEDS_DIR)
-    (job.changes / "repositories.conf").write_text(text)
+    (job.changes / feeds.REPOSITORIES[kind]).write_text(text)
     _add_keys(job)
 
 
@@ -470,11 +468,6 @@ _APK_UNKNOWN = re.compile(r"^\s+(\S+) \(no such package\):", re.MULTILINE)
 _CONFLICT = re.compile(r"conflict", re.IGNORECASE)
 
 
-def _package_format(job: Job) -> str:
-    """``opkg`` or ``apk``: which of the two the job's ImageBuilder uses."""
-    return "opkg" if (job.source / "repositories.conf").is_file() else "apk"
-
-
 def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
     """The packages the image gets, by ``make manifest STRIP_ABI=1``: names as the
     feeds' ``index.json`` and clients have them (``libgcc``, not ``libgcc1``)."""
@@ -489,7 +482,7 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
         kind, detail = _manifest_error(result.stderr + result.stdout, job)
         raise BuildError(detail, *_out(result), kind=kind)
     manifest = parse_manifest(result.stdout)
-    package_format = _package_format(job)
+    package_format = feeds.package_format(job.source)
     mismatches = [
         f"{name} {manifest.get(name, 'not installed')} instead of {version}"
         for name, version in sorted(request.packages_versions.items())

@@ -40,7 +40,7 @@ PACKAGE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:-]{0,99}$", re.ASCII)
 VERSION_CODE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.+~-]{0,63})?$", re.ASCII)
 DISTRO = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$", re.ASCII)
 CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:/@ -]{0,99}$", re.ASCII)
-REPOSITORY_NAME = re.compile(r"^[\w.-]{1,64}$", re.ASCII)
+REPOSITORY_NAME = re.compile(r"^(?!\.{1,2}$)[\w.-]{1,64}$", re.ASCII)
 REPOSITORY_URL = re.compile(r"^https?://[A-Za-z0-9._~:/%+-]{1,500}$", re.ASCII)
 ESCAPING_URL_PATH = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//|%2e|%2f|%5c", re.IGNORECASE)
 #: The full SHA-256 naming a build (``request_hash``, ``bin_dir``).

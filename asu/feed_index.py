@@ -5,6 +5,10 @@ names it provides, read from the feed's index.
 the worker needs more to serve an ImageBuilder its packages: where each file is,
 the SHA-256 the signed index gives for it, and what it depends on, to fetch
 everything a build may install before the build starts.
+
+opkg's ``Packages`` gives the SHA-256 of each file; apk's ``packages.adb`` gives each
+package's identity, the SHA-256 of the package's own metadata block, which in turn
+holds the hash of every file it installs (:func:`asu.apk_index.check_package`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from asu import adb
 from asu.package_index import paragraphs
 
 #: A package file name: a plain name in the feed's directory, never a path.
@@ -28,11 +33,17 @@ class Entry:
     name: str
     version: str
     filename: str
+    #: what the signed index gives to check the file with, as hex: opkg the file's
+    #: SHA-256, apk the package's identity
     sha256: str
     size: int
     #: each dependency as its alternatives (``a | b``), without version constraints
     depends: tuple[tuple[str, ...], ...] = ()
     provides: tuple[str, ...] = ()
+    #: apk installs the package by itself once all of these are installed
+    install_if: tuple[str, ...] = ()
+    #: apk: the index's description of the package, to check the file against
+    info: adb.PackageInfo | None = None
 
 
 def parse_packages(text: str) -> list[Entry]:
@@ -58,6 +69,29 @@ def parse_packages(text: str) -> list[Entry]:
     return entries
 
 
+def apk_entries(index: adb.Index) -> list[Entry]:
+    """The packages of an apk index; conflicts (``!name``) are no dependency."""
+    entries = []
+    for info in index.packages:
+        filename = info.filename(index.pkgname_spec)
+        if not (FILENAME.fullmatch(filename) and info.hashes):
+            continue
+        entries.append(
+            Entry(
+                name=info.name,
+                version=info.version,
+                filename=filename,
+                sha256=info.hashes.hex(),
+                size=info.file_size,
+                depends=tuple((d.name,) for d in info.depends if not d.conflict),
+                provides=tuple(d.name for d in info.provides),
+                install_if=tuple(d.name for d in info.install_if if not d.conflict),
+                info=info,
+            )
+        )
+    return entries
+
+
 def _alternatives(depends: str) -> Iterator[tuple[str, ...]]:
     for entry in depends.split(","):
         names = tuple(_names(entry.split("|")))
@@ -78,33 +112,44 @@ def closure(entries: Iterable[Entry], wanted: Iterable[str]) -> list[Entry]:
     A name a package has is that package (every feed's, should several offer it);
     a name only provided is satisfied by a provider already needed, else by all
     of its providers, since which one the package manager picks is its choice.
-    Alternatives (``a | b``) all count. Names no feed has are left to the
-    ImageBuilder (its own ``libc`` and ``kernel``) or to its error message.
+    Alternatives (``a | b``) all count, and so does a package apk would install by
+    itself (``install_if``) once what it names is needed. Names no feed has are
+    left to the ImageBuilder (its own ``libc`` and ``kernel``) or to its error
+    message.
     """
+    entries = list(entries)
     by_name: dict[str, list[Entry]] = {}
     providers: dict[str, list[Entry]] = {}
     for entry in entries:
         by_name.setdefault(entry.name, []).append(entry)
         for name in entry.provides:
             providers.setdefault(name, []).append(entry)
-    needed: dict[tuple[str, str, str], Entry] = {}
-    names: set[str] = set()
-    virtual: list[str] = []
+    needed: dict[int, Entry] = {}
+    seen: set[str] = set()
     pending = list(wanted)
-    while pending or virtual:
-        if not pending:
-            offered = [entry.name for entry in providers.get(virtual.pop(), ())]
-            if not names.intersection(offered):
+    while pending:
+        virtual = []
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name not in by_name:
+                virtual.append(name)
+                continue
+            for entry in by_name[name]:
+                needed[id(entry)] = entry
+                pending.extend(alt for group in entry.depends for alt in group)
+        for name in virtual:
+            offered = [entry.name for entry in providers.get(name, ())]
+            if not seen.intersection(offered):
                 pending.extend(offered)
-            continue
-        name = pending.pop()
-        if name in names:
-            continue
-        names.add(name)
-        if name not in by_name:
-            virtual.append(name)
-            continue
-        for entry in by_name[name]:
-            needed[(entry.name, entry.version, entry.filename)] = entry
-            pending.extend(alt for group in entry.depends for alt in group)
+        have = seen.union(*(entry.provides for entry in needed.values()))
+        pending += [
+            entry.name
+            for entry in entries
+            if entry.install_if
+            and entry.name not in seen
+            and have.issuperset(entry.install_if)
+        ]
     return list(needed.values())

@@ -2,23 +2,24 @@
 without a network.
 
 A release ImageBuilder names its feeds by URL: ``src/gz <name> <url>`` lines in
-``repositories.conf`` (opkg). Its ``make manifest`` and ``make image`` would
-download each feed's index and signature and then every package the image needs.
-Instead the worker:
+``repositories.conf`` (opkg), ``<url>/packages.adb`` lines in ``repositories``
+(apk). Its ``make manifest`` and ``make image`` would download each feed's index
+and then every package the image needs. Instead the worker:
 
 1. reads those lines (:func:`imagebuilder_feeds`), maps URLs on the distribution's
    public address (``https://downloads.openwrt.org``) to its ``upstream_url``, and
    adds a request's extra feeds (or puts them in the upstream feeds' place);
-2. fetches each feed's index and signature verbatim into the job's feed directory
-   and reads the index, its signature checked with the keys the ImageBuilder and
-   the distribution trust (:func:`mirror`): a feed whose signature fails is left out
+2. fetches each feed's index verbatim into the job's feed directory (opkg:
+   ``Packages.gz`` and ``Packages.sig``; apk: ``packages.adb``, signed inside) and
+   reads it, its signature checked with the keys the ImageBuilder and the
+   distribution trust (:func:`mirror`): a feed whose signature fails is left out
    (an extra feed fails the build), and said so should the build miss a package;
 3. fetches every package the build may install into the machine's shared
-   :class:`~asu.package_cache.PackageCache`, checked against the signed index's
-   SHA-256, and links it into the feed directory (:func:`provide`);
+   :class:`~asu.package_cache.PackageCache`, checked against the signed index, and
+   links it into the feed directory (:func:`provide`);
 4. writes the repositories file naming the local copies (:func:`repositories_file`),
-   which the sandbox sees read-only; the ImageBuilder's own opkg then reads them
-   as any feed, checking every signature as it would online.
+   which the sandbox sees read-only; the ImageBuilder's own opkg or apk then reads
+   them as any feed, checking every signature as it would online.
 """
 
 from __future__ import annotations
@@ -33,14 +34,19 @@ from pathlib import Path
 
 import requests
 
-from asu import feed_index, upstream, usign
+from asu import apk_index, feed_index, upstream, usign
+from asu.adb import AdbError
 from asu.distributions import Distribution
 from asu.feed_index import Entry
-from asu.package_cache import FetchError, PackageCache
+from asu.package_cache import Check, FetchError, PackageCache, same_sha256
 
 #: ``src/gz <name> <url>`` (or ``src``) in repositories.conf.
 _SOURCE = re.compile(r"^src(/gz)?\s+(\S+)\s+(\S+)\s*$")
-FEED_NAME = re.compile(r"^[\w.-]{1,64}$", re.ASCII)
+#: A feed's name: a plain directory name, never ``.`` or ``..``.
+FEED_NAME = re.compile(r"^(?!\.{1,2}$)[\w.-]{1,64}$", re.ASCII)
+APK_INDEX = "packages.adb"
+#: The file naming an ImageBuilder's feeds, by package format.
+REPOSITORIES = {"opkg": "repositories.conf", "apk": "repositories"}
 #: The largest index and the largest package file the worker fetches.
 MAX_INDEX_BYTES = 64 << 20
 MAX_PACKAGE_BYTES = 512 << 20
@@ -74,26 +80,54 @@ class Mirrored:
 
 @dataclass(frozen=True)
 class Repositories:
-    """What an ImageBuilder's repositories file says: remote feeds to mirror, and
-    every other line (local feeds, options), kept as they are."""
+    """What an ImageBuilder's repositories file says: its package format, remote
+    feeds to mirror, and every other line (local feeds, options), kept as they are."""
 
+    package_format: str
     feeds: tuple[Feed, ...]
     other_lines: tuple[str, ...]
 
 
-def imagebuilder_feeds(
-    text: str, distribution: Distribution, keys: tuple[str, ...]
-) -> Repositories:
-    """The feeds of ``repositories.conf`` (``text``), their URLs mapped upstream."""
+def package_format(builder: Path) -> str:
+    """``opkg`` or ``apk``: which of the two the ImageBuilder uses."""
+    return "opkg" if (builder / REPOSITORIES["opkg"]).is_file() else "apk"
+
+
+def imagebuilder_feeds(builder: Path, distribution: Distribution) -> Repositories:
+    """The feeds the ImageBuilder names, their URLs mapped upstream, each trusting
+    the keys the ImageBuilder (``keys/``) and the distribution trust."""
+    kind = package_format(builder)
+    text = read_regular(builder / REPOSITORIES[kind])
+    keys = trusted_keys(builder / "keys", distribution, kind)
     feeds, others = [], []
     for line in text.splitlines():
-        match = _SOURCE.match(line.strip())
-        if match and match[3].startswith(("http://", "https://")):
-            if FEED_NAME.fullmatch(match[2]):
-                feeds.append(Feed(match[2], map_url(match[3], distribution), keys))
+        found = _remote_feed(line.strip(), kind, {feed.name for feed in feeds})
+        if found:
+            name, url = found
+            feeds.append(Feed(name, map_url(url, distribution), keys))
         else:
             others.append(line)
-    return Repositories(tuple(feeds), tuple(others))
+    return Repositories(kind, tuple(feeds), tuple(others))
+
+
+def _remote_feed(line: str, kind: str, taken: set[str]) -> tuple[str, str] | None:
+    """The name and URL of a remote feed line, None for any other line.
+
+    apk names a feed by its index's URL; its directory's name is the feed's name
+    here, with the one above before it where two would clash (``64_packages``)."""
+    if kind == "opkg":
+        match = _SOURCE.match(line)
+        remote = match and match[3].startswith(("http://", "https://"))
+        return (
+            (match[2], match[3]) if remote and FEED_NAME.fullmatch(match[2]) else None
+        )
+    if not (line.startswith(("http://", "https://")) and line.endswith(APK_INDEX)):
+        return None
+    directory = line.removesuffix(APK_INDEX).rstrip("/")
+    parent, _, name = directory.rpartition("/")
+    if name in taken:
+        name = f"{parent.rpartition('/')[2]}_{name}"
+    return (name, directory) if FEED_NAME.fullmatch(name) else None
 
 
 def map_url(url: str, distribution: Distribution) -> str:
@@ -106,17 +140,34 @@ def map_url(url: str, distribution: Distribution) -> str:
     return url
 
 
-def trusted_keys(keys_dir: Path, distribution_keys: Iterable[str]) -> tuple[str, ...]:
-    """The usign keys an ImageBuilder trusts (its ``keys/``) and the distribution's."""
-    found = list(distribution_keys)
+def trusted_keys(
+    keys_dir: Path, distribution: Distribution, kind: str
+) -> tuple[str, ...]:
+    """The keys an ImageBuilder trusts (its ``keys/``) and the distribution's:
+    usign keys for opkg, PEM keys for apk."""
+    found = list(
+        distribution.upstream_keys if kind == "opkg" else distribution.apk_keys
+    )
     if keys_dir.is_dir() and not keys_dir.is_symlink():
-        for path in sorted(keys_dir.iterdir()):
-            text = read_regular(path)
-            try:
-                found.append(usign.PublicKey.from_text(text).to_text())
-            except (usign.UsignError, ValueError):
-                continue
-    return tuple(dict.fromkeys(found))
+        found += [read_regular(path) for path in sorted(keys_dir.iterdir())]
+    usable = usign_keys if kind == "opkg" else apk_keys
+    return tuple(dict.fromkeys(usable(found)))
+
+
+def usign_keys(texts: Iterable[str]) -> list[str]:
+    """The usign public keys among ``texts``."""
+    keys = []
+    for text in texts:
+        try:
+            keys.append(usign.PublicKey.from_text(text).to_text())
+        except (usign.UsignError, ValueError):
+            continue
+    return keys
+
+
+def apk_keys(texts: Iterable[str]) -> list[str]:
+    """The apk (PEM) public keys among ``texts``."""
+    return [text for text in texts if apk_index.is_apk_key(text)]
 
 
 def read_regular(path: Path) -> str:
@@ -135,28 +186,49 @@ def read_regular(path: Path) -> str:
         return stream.read(MAX_INDEX_BYTES).decode("utf-8", "replace")
 
 
-def mirror(http: requests.Session, feeds: Iterable[Feed], base: Path) -> list[Mirrored]:
-    """Each feed's ``Packages.gz`` and ``Packages.sig`` into ``base/<name>/``."""
-    return [_mirror_one(http, feed, base / feed.name) for feed in feeds]
+def mirror(
+    http: requests.Session, kind: str, feeds: Iterable[Feed], base: Path
+) -> list[Mirrored]:
+    """Each feed's index into ``base/<name>/``, verbatim: opkg's ``Packages.gz`` and
+    ``Packages.sig``, apk's ``packages.adb``."""
+    copy = _mirror_opkg if kind == "opkg" else _mirror_apk
+    return [copy(http, Mirrored(feed, base / feed.name)) for feed in feeds]
 
 
-def _mirror_one(http: requests.Session, feed: Feed, directory: Path) -> Mirrored:
-    mirrored = Mirrored(feed, directory)
+def _mirror_opkg(http: requests.Session, mirrored: Mirrored) -> Mirrored:
+    url = mirrored.feed.url
     try:
-        packed = _get(http, f"{feed.url}/Packages.gz")
+        packed = _get(http, f"{url}/Packages.gz")
         index = gzip.decompress(packed)
-        signature = _get(http, f"{feed.url}/Packages.sig")
+        signature = _get(http, f"{url}/Packages.sig")
     except (FetchError, OSError, EOFError) as error:
         return _left_out(mirrored, f"its index cannot be read: {error}")
     try:
-        usign.verify(index, signature.decode(errors="replace"), feed.keys)
+        usign.verify(index, signature.decode(errors="replace"), mirrored.feed.keys)
     except usign.UsignError as error:
         return _left_out(mirrored, f"its index failed the signature check: {error}")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "Packages.gz").write_bytes(packed)
-    (directory / "Packages.sig").write_bytes(signature)
+    _keep(mirrored.directory, {"Packages.gz": packed, "Packages.sig": signature})
     mirrored.entries = feed_index.parse_packages(index.decode("utf-8", "replace"))
     return mirrored
+
+
+def _mirror_apk(http: requests.Session, mirrored: Mirrored) -> Mirrored:
+    try:
+        packed = _get(http, f"{mirrored.feed.url}/{APK_INDEX}")
+        index = apk_index.read_index(packed, apk_index.load_keys(mirrored.feed.keys))
+    except (FetchError, AdbError) as error:
+        return _left_out(mirrored, f"its index cannot be read: {error}")
+    except apk_index.SignatureError as error:
+        return _left_out(mirrored, f"its index failed the signature check: {error}")
+    _keep(mirrored.directory, {APK_INDEX: packed})
+    mirrored.entries = feed_index.apk_entries(index)
+    return mirrored
+
+
+def _keep(directory: Path, files: dict[str, bytes]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
 
 
 def _left_out(mirrored: Mirrored, problem: str) -> Mirrored:
@@ -213,21 +285,37 @@ def provide(
             continue
         url = f"{feed.feed.url}/{entry.filename}"
         try:
-            cache.fetch(http, url, entry.sha256, MAX_PACKAGE_BYTES)
+            cache.fetch(http, url, entry.sha256, MAX_PACKAGE_BYTES, _check(entry))
             cache.link(entry.sha256, local)
         except FetchError as error:
             missing.append(Missing(feed.feed.name, entry, str(error)))
     return missing
 
 
+def _check(entry: Entry) -> Check:
+    """How a downloaded file is checked against its index: opkg's SHA-256 of the
+    file, apk's identity and the hash of every file the package holds."""
+    if entry.info is None:
+        return same_sha256(entry.sha256)
+    info = entry.info
+
+    def check(path: Path, digest: str) -> None:
+        try:
+            apk_index.check_package(path.read_bytes(), info)
+        except apk_index.SignatureError as error:
+            raise FetchError(str(error)) from None
+
+    return check
+
+
 def repositories_file(
     repositories: Repositories, mirrored: list[Mirrored], inside: str
 ) -> str:
-    """``repositories.conf`` naming the usable local copies (seen by the sandbox
+    """The repositories file naming the usable local copies (seen by the sandbox
     below ``inside``), then the ImageBuilder's other lines."""
-    lines = [
-        f"src/gz {m.feed.name} file:{inside}/{m.feed.name}"
-        for m in mirrored
-        if not m.problem
-    ]
+    usable = [m.feed.name for m in mirrored if not m.problem]
+    if repositories.package_format == "opkg":
+        lines = [f"src/gz {name} file:{inside}/{name}" for name in usable]
+    else:
+        lines = [f"{inside}/{name}/{APK_INDEX}" for name in usable]
     return "\n".join([*lines, *repositories.other_lines]) + "\n"

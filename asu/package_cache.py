@@ -2,10 +2,11 @@
 build on it.
 
 A file is kept under the SHA-256 its signed feed index gives for it
-(``cache_path/packages/<aa>/<sha256>``), so a file is only ever what some signed
-index promised, and one package published in several feeds or versions is kept
-once. It is downloaded under a temporary name, its size capped and its hash
-checked, then renamed into place read-only: concurrent workers fetching the same
+(``cache_path/packages/<aa>/<sha256>``: opkg's of the file, apk's of the package's
+identity), so a file is only ever what some signed index promised, and one package
+published in several feeds or versions is kept once. It is downloaded under a
+temporary name, its size capped and checked against the index, then renamed into
+place read-only: concurrent workers fetching the same
 package each write their own temporary file and the last rename wins with the
 same bytes, so no reader ever sees half a file. Builds get hard links (a copy on
 another file system); every use marks the file used, and ``flask cleanup`` removes
@@ -20,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,24 @@ class FetchError(RuntimeError):
     """A package file could not be had; the message says which and why."""
 
 
+#: Checks a downloaded file (its path and SHA-256) against its index; raises
+#: :class:`FetchError` when it is not what the index promised.
+Check = Callable[[Path, str], None]
+
+
+def same_sha256(sha256: str) -> Check:
+    """The check of a file whose index gives its SHA-256 (opkg)."""
+
+    def check(path: Path, digest: str) -> None:
+        if digest != sha256:
+            raise FetchError(
+                f"{path.name} does not match its signed index (sha256 {digest}, "
+                f"expected {sha256})"
+            )
+
+    return check
+
+
 @dataclass(frozen=True)
 class PackageCache:
     """The cache below ``root``."""
@@ -44,9 +64,15 @@ class PackageCache:
         return self.root / sha256[:2] / sha256
 
     def fetch(
-        self, http: requests.Session, url: str, sha256: str, max_bytes: int
+        self,
+        http: requests.Session,
+        url: str,
+        sha256: str,
+        max_bytes: int,
+        check: Check | None = None,
     ) -> Path:
-        """The cached file with ``sha256``, downloaded from ``url`` when missing."""
+        """The cached file kept under ``sha256``, downloaded from ``url`` when
+        missing and passed by ``check`` (by default: its SHA-256 is ``sha256``)."""
         path = self.path(sha256)
         if _mark_used(path):
             return path
@@ -55,11 +81,7 @@ class PackageCache:
         try:
             with os.fdopen(handle, "wb") as out:
                 digest = _download(http, url, out, max_bytes)
-            if digest != sha256:
-                raise FetchError(
-                    f"{url} does not match its signed index (sha256 {digest}, "
-                    f"expected {sha256})"
-                )
+            (check or same_sha256(sha256))(Path(partial), digest)
             os.chmod(partial, 0o444)
             os.replace(partial, path)
         finally:

@@ -90,12 +90,17 @@ def test_cached_answer_needs_no_queue(base, redis_url):
     assert queue.count == 0
 
 
-def test_apk_world_builds(base, tmp_path):
+def test_apk_world_builds(base, upstream, tmp_path):
     response = wait_for(base, X86_APK | {"packages": ["htop"]})
     assert response.status_code == 200, explain(response)
     result = response.json()
     assert result["manifest"]["apk-mbedtls"]
     assert result["manifest"]["htop"]
+    # The worker fetched the feeds' packages.adb and the packages for the sandbox.
+    fetched = {path for _, path, _ in upstream.request_log}
+    feed = "/releases/25.12.0/packages/x86_64/packages"
+    assert f"{feed}/packages.adb" in fetched
+    assert f"{feed}/htop-{result['manifest']['htop']}.apk" in fetched
     assert result["linux_kernel"]["version"] == "6.12.74"
     kinds = {(i["filesystem"], i["type"]) for i in result["images"]}
     assert ("squashfs", "combined") in kinds

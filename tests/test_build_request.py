@@ -125,6 +125,8 @@ def test_round_trip_through_the_job():
         ({"version_code": "r1 r2"}, "version_code"),
         ({"repositories": {"x": "https://elsewhere.example/feed"}}, "repositories"),
         ({"repositories": {"a b": "https://feeds.example.org/"}}, "repositories"),
+        ({"repositories": {"..": "https://feeds.example.org/x"}}, "repositories"),
+        ({"repositories": {".": "https://feeds.example.org/x"}}, "repositories"),
         ({"repositories": {"x": "file:///etc"}}, "repositories"),
         ({"repository_keys": ["not a key"]}, "repository_keys"),
         ({"repositories_mode": "merge"}, "repositories_mode"),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from clients import wait_for
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from asu.offline import adb_writer
 from asu.offline.model import Package
 from asu.offline.packages import write_feed
 from asu.offline.server import UpstreamServer
@@ -15,6 +18,7 @@ EXTRA = Package(
     "asu-extra", "1.0-r1", depends=("libc",), installed_size=64_000, arch="x86_64"
 )
 X86_OPKG = {"version": "23.05.4", "target": "x86/64", "profile": "generic"}
+X86_APK = {"version": "25.12.0", "target": "x86/64", "profile": "generic"}
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +27,8 @@ def feed_server(tmp_path_factory):
     write_feed(root / "extra", [EXTRA], "opkg", "x86_64", 1_700_000_000)
     index = (root / "extra" / "Packages").read_bytes()
     (root / "extra" / "Packages.sig").write_text(signing_key().sign(index))
+    # apk feeds carry their signature in packages.adb (the offline apk test key)
+    write_feed(root / "apk-extra", [EXTRA], "apk", "x86_64", 1_700_000_000)
     server = UpstreamServer(root).start()
     yield server
     server.stop()
@@ -80,3 +86,36 @@ def test_an_extra_feed_signed_by_another_key_is_refused(
     assert response.status_code == 500
     assert "extra" in response.json()["detail"]
     assert "signature" in response.json()["detail"]
+
+
+def stranger_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_an_apk_extra_feed_is_fetched_by_the_worker(
+    live_server, worker, feed_server, trusted
+):
+    """A PEM key and the feed's packages.adb URL, as clients send them: the worker
+    fetches and checks the index and the package; the sandbox reads copies."""
+    key = adb_writer.signing_key().public_pem() if trusted else stranger_pem()
+    body = X86_APK | {
+        "packages": ["asu-extra"],
+        "repositories": {"extra": f"{feed_server.url}/apk-extra/packages.adb"},
+        "repository_keys": [key],
+        "repositories_mode": "append",
+    }
+    response = wait_for(live_server, body)
+    if not trusted:
+        assert response.status_code == 500
+        detail = response.json()["detail"]
+        assert "feed extra" in detail and "signature" in detail
+        return
+    assert response.status_code == 200, response.json()["detail"]
+    assert response.json()["manifest"]["asu-extra"] == "1.0-r1"
+    fetched = [path for _, path, _ in feed_server.request_log]
+    assert "/apk-extra/packages.adb" in fetched
+    assert "/apk-extra/asu-extra-1.0-r1.apk" in fetched

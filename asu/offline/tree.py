@@ -279,7 +279,7 @@ def _write_buildable_target(
     name = _imagebuilder_name(release, profiles["target"])
     with tempfile.TemporaryDirectory(dir=target_dir) as scratch:
         ib_dir = Path(scratch) / name
-        write_imagebuilder(ib_dir, info, _carried(world, target_packages, arch), key)
+        write_imagebuilder(ib_dir, info, [], key)
         archive = _tar(ib_dir, world.source_date_epoch)
     suffix = ".tar.xz" if release.archive == "xz" else ".tar.zst"
     (target_dir / f"{name}{suffix}").write_bytes(compress(archive, release.archive))
@@ -288,8 +288,6 @@ def _write_buildable_target(
 def _feed_urls(release: Release, world: World, profiles: dict) -> dict[str, str]:
     """The feeds a release ImageBuilder names, at upstream's public address, in
     upstream's order: the target's packages, base, its kmods, then the others."""
-    if world.package_format != "opkg":
-        return {}
     root = f"{PUBLIC_URL}/{release.path}"
     target = f"{root}/targets/{profiles['target']}"
     packages = f"{root}/packages/{profiles['arch_packages']}"
@@ -297,16 +295,6 @@ def _feed_urls(release: Release, world: World, profiles: dict) -> dict[str, str]
     if _separate_kmods(world):
         urls["kmods"] = f"{target}/kmods/{_kmods_dir(world)}"
     return urls | {feed: f"{packages}/{feed}" for feed in world.feeds if feed != "base"}
-
-
-def _carried(world: World, target_packages: list[Package], arch: str) -> list[Package]:
-    """What the ImageBuilder carries in its own ``packages/``: nothing in the opkg
-    world, as a release ImageBuilder; everything in the apk world, whose feeds the
-    worker does not serve it yet."""
-    if world.package_format == "opkg":
-        return []
-    feed_packages = [p for feed in world.feeds.values() for p in feed.values()]
-    return target_packages + _for_arch(feed_packages, arch)
 
 
 def _imagebuilder_name(release: Release, target: str) -> str:
