@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +92,31 @@ DISK_FULL = os.strerror(errno.ENOSPC)
 DISK_FULL_DETAIL = (
     "Error: the build server ran out of disk space; nothing was stored, retry later"
 )
+#: Below this much free space the server's disk counts as full.
+DISK_NEARLY_FULL = 64 << 20
+SPACE_LIMIT_DETAIL = (
+    "Error: the build ran out of space in its sandbox (/tmp or /dev/shm); "
+    "remove packages or ask the server's operator"
+)
+#: The kind and detail of a build stopped by one of its sandbox's limits.
+LIMIT_ERRORS = {
+    "time": ("timeout", "Error: the build took too long and was stopped"),
+    "disk": (
+        "disk_limit",
+        "Error: the build wrote more than the server allows one build and was "
+        "stopped; remove packages or ask the server's operator",
+    ),
+    "processes": (
+        "processes",
+        "Error: the build started more processes than the server allows and was "
+        "stopped",
+    ),
+    "memory": (
+        "memory",
+        "Error: the build used more memory than the server allows one build and "
+        "was stopped",
+    ),
+}
 
 
 class BuildError(Exception):
@@ -99,8 +125,8 @@ class BuildError(Exception):
     ``kind`` names the failure for statistics and for the earlier API generations'
     status codes: ``imagebuilder``, ``version_code``, ``profile``,
     ``unknown_package``, ``conflict``, ``packages_versions``, ``too_big``,
-    ``timeout``, ``no_image``, ``disk_full``, ``repositories``, ``download`` or
-    ``build``.
+    ``timeout``, ``memory``, ``processes``, ``disk_limit``, ``no_image``,
+    ``disk_full``, ``repositories``, ``download`` or ``build``.
     """
 
     def __init__(
@@ -159,10 +185,21 @@ class Job:
         command = ["make", "--no-print-directory", target]
         command += [_make_variable(key, value) for key, value in variables.items()]
         self.log.append(" ".join(command))
-        limits = sandbox.Limits(timeout=self.config.job_timeout)
+        config = self.config
+        limits = sandbox.Limits(
+            timeout=config.job_timeout,
+            memory_bytes=config.build_memory_mb << 20,
+            processes=config.build_processes,
+            disk_bytes=config.build_disk_mb << 20,
+        )
         result = sandbox.run(command, self.layout, "imagebuilder", limits)
+        if result.limit:
+            kind, detail = LIMIT_ERRORS[result.limit]
+            raise BuildError(detail, *_out(result), kind=kind)
         if result.returncode != 0 and DISK_FULL in result.stdout + result.stderr:
-            raise BuildError(DISK_FULL_DETAIL, *_out(result), kind="disk_full")
+            if _disk_nearly_full(self.scratch):
+                raise BuildError(DISK_FULL_DETAIL, *_out(result), kind="disk_full")
+            raise BuildError(SPACE_LIMIT_DETAIL, *_out(result), kind="disk_limit")
         return result
 
 
@@ -549,13 +586,11 @@ def _out(result: sandbox.Result) -> tuple[str, str]:
     return result.stdout, result.stderr
 
 
+def _disk_nearly_full(path: Path) -> bool:
+    return shutil.disk_usage(path).free < DISK_NEARLY_FULL
+
+
 def _check_image(result: sandbox.Result) -> None:
-    if result.timed_out:
-        raise BuildError(
-            "Error: the build took too long and was stopped",
-            *_out(result),
-            kind="timeout",
-        )
     if result.returncode == 0:
         return
     if "is too big" in result.stderr + result.stdout:

@@ -81,6 +81,9 @@ class Config:
     build_defaults_ttl: Duration = Duration(3600)
     build_failure_ttl: Duration = Duration(3600)
     job_timeout: Duration = Duration(600)
+    build_memory_mb: int = 4096
+    build_processes: int = 512
+    build_disk_mb: int = 8192
     imagebuilder_ttl: Duration = Duration(2 * 86400)
     max_package_cache_mb: int = 10240
     branches: dict = field(default_factory=dict)

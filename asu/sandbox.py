@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asu import cgroups
+
 #: System paths bound read-only into every sandbox, when they exist.
 SYSTEM_PATHS = (
     "/usr", "/bin", "/sbin", "/lib", "/lib64",
@@ -46,6 +48,8 @@ UNPRIVILEGED = 65534
 BASE_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 #: Bytes read from the command's pipes at a time.
 READ_CHUNK = 64 * 1024
+#: Seconds between two checks of what a command wrote and of its control group.
+DISK_CHECK_SECONDS = 1.0
 #: Mounts the overlay given as "$1" (options) on "$2", then runs the rest: the
 #: paths arrive as arguments, never as shell text.
 MOUNT_OVERLAY = 'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"'
@@ -117,13 +121,24 @@ class Layout:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sandboxed command may use."""
+    """What one sandboxed command may use.
+
+    ``memory_bytes`` caps the whole command's memory (its ``/tmp`` and ``/dev/shm``
+    included) and ``processes`` its processes where a control group can be made
+    (:mod:`asu.cgroups`); ``address_space_bytes`` caps each process's, always;
+    ``disk_bytes`` caps what it writes to the job's directory and its copy of the
+    ImageBuilder.
+    """
 
     timeout: float = 600.0
     memory_bytes: int = 4 << 30
+    address_space_bytes: int = 4 << 30
+    processes: int = 512
+    disk_bytes: int = 8 << 30
     file_bytes: int = 2 << 30
     output_bytes: int = 1 << 20
     tmp_bytes: int = 256 << 20
+    shm_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -133,21 +148,19 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
-    timed_out: bool = False
+    #: the limit that ended it: ``time``, ``disk``, ``processes``, ``memory`` or ""
+    limit: str = ""
 
 
 def sandbox_command(
-    command: Sequence[str],
-    layout: Layout,
-    cwd: str = "",
-    tmp_bytes: int = Limits.tmp_bytes,
+    command: Sequence[str], layout: Layout, cwd: str = "", limits: Limits = Limits()
 ) -> list[str]:
     """The argument list running ``command`` sandboxed in ``JOB_DIR/cwd``.
 
     The job's directory is mounted at :data:`JOB_DIR`, so paths passed to the
     command must be below that (or be one of the read-only directories).
     """
-    return [*_overlay_mount(layout), *_bwrap(command, layout, cwd, tmp_bytes)]
+    return [*_overlay_mount(layout), *_bwrap(command, layout, cwd, limits)]
 
 
 def _overlay_mount(layout: Layout) -> list[str]:
@@ -167,7 +180,7 @@ def _overlay_mount(layout: Layout) -> list[str]:
 
 
 def _bwrap(
-    command: Sequence[str], layout: Layout, cwd: str, tmp_bytes: int
+    command: Sequence[str], layout: Layout, cwd: str, limits: Limits
 ) -> list[str]:
     binary = shutil.which("bwrap")
     if not binary:
@@ -189,7 +202,8 @@ def _bwrap(
     args += [
         "--proc", "/proc",
         "--dev", "/dev",
-        "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
+        "--perms", "1777", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
+        "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
         "--bind", str(layout.job_dir.resolve()), JOB_DIR,
     ]  # fmt: skip
     for inside, outside in layout.read_only:
@@ -221,15 +235,39 @@ def hand_over(path: Path) -> None:
     os.lchown(path, UNPRIVILEGED, UNPRIVILEGED)
 
 
-def _limit(limits: Limits):
-    """Set the limits in the child just before ``bwrap`` starts."""
+def _limit(limits: Limits, group: cgroups.Group | None):
+    """Set the limits in the child just before ``bwrap`` starts: rlimits, and its
+    control group, which everything it starts inherits. Without one, the process
+    count is capped for the sandbox's user as a whole (``RLIMIT_NPROC`` counts
+    all of a user's processes): what it runs now, plus the build's allowance."""
+    procs_files = group.procs_files() if group else []
+    processes = 0 if group else _processes_of(_sandbox_uid()) + limits.processes
 
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes,) * 2)
+        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space_bytes,) * 2)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes,) * 2)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if processes:
+            resource.setrlimit(resource.RLIMIT_NPROC, (processes,) * 2)
+        for path in procs_files:
+            with open(path, "w") as procs:
+                procs.write("0")
 
     return apply
+
+
+def _sandbox_uid() -> int:
+    return UNPRIVILEGED if os.geteuid() == 0 else os.geteuid()
+
+
+def _processes_of(uid: int) -> int:
+    """How many processes ``uid`` runs now."""
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                count += 1
+    return count
 
 
 class _Tail:
@@ -260,53 +298,124 @@ def run(
     """Run ``command`` sandboxed in ``JOB_DIR/cwd``; never raises for its failures.
 
     Output is read as it comes and only the last ``output_bytes`` of each stream
-    are kept, so a command that prints without end costs no memory.
+    are kept, so a command that prints without end costs no memory. A command that
+    runs into a limit is stopped and its result names the limit.
     """
     stdout, stderr = _Tail(limits.output_bytes), _Tail(limits.output_bytes)
-    deadline = time.monotonic() + limits.timeout
-    with subprocess.Popen(
-        sandbox_command(command, layout, cwd, limits.tmp_bytes),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=BASE_ENV,  # bwrap's own, readable in /proc/1/environ by the sandbox
-        preexec_fn=_limit(limits),
-        start_new_session=True,
-    ) as proc:
-        streams = {proc.stdout: stdout, proc.stderr: stderr}
-        finished = _read_until(deadline, streams) and _wait_until(proc, deadline)
-        if not finished:
-            _kill(proc)
-    if not finished:
-        stopped = f"\nstopped after {limits.timeout:.0f} s"
-        return Result(-1, stdout.text(), stderr.text() + stopped, timed_out=True)
+    group = cgroups.create(
+        f"asu-sandbox-{os.getpid()}-{time.monotonic_ns()}",
+        limits.processes,
+        limits.memory_bytes,
+    )
+    watch = _Watch(limits, layout, group)
+    try:
+        with subprocess.Popen(
+            sandbox_command(command, layout, cwd, limits),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=BASE_ENV,  # bwrap's own, readable in /proc/1/environ by the sandbox
+            preexec_fn=_limit(limits, group),
+            start_new_session=True,
+        ) as proc:
+            streams = {proc.stdout: stdout, proc.stderr: stderr}
+            limit = _read_until(watch, streams) or _wait_until(proc, watch.deadline)
+            if limit:
+                _kill(proc)
+        limit = limit or (group.hit() if group else "")
+    finally:
+        if group:
+            group.remove()
+    if limit:
+        stopped = f"\nstopped: {watch.explain(limit)}"
+        return Result(
+            proc.returncode or -1, stdout.text(), stderr.text() + stopped, limit
+        )
     return Result(proc.returncode, stdout.text(), stderr.text())
 
 
-def _read_until(deadline: float, streams: dict) -> bool:
-    """Read every stream into its tail until all are closed (True) or time is up."""
+class _Watch:
+    """The limits checked while a command runs: its time, and the size of what it
+    wrote, measured every :data:`DISK_CHECK_SECONDS`."""
+
+    def __init__(
+        self, limits: Limits, layout: Layout, group: cgroups.Group | None
+    ) -> None:
+        self.limits = limits
+        self.group = group
+        self.deadline = time.monotonic() + limits.timeout
+        self.paths = [layout.job_dir]
+        if layout.overlay is not None:
+            self.paths.append(layout.overlay.changes)
+        self._next_check = 0.0
+
+    def exceeded(self) -> str:
+        """The limit the command is over (``time``, ``disk``, ``processes``,
+        ``memory``), else ""."""
+        now = time.monotonic()
+        if now >= self.deadline:
+            return "time"
+        if now < self._next_check:
+            return ""
+        self._next_check = now + DISK_CHECK_SECONDS
+        if sum(map(_disk_usage, self.paths)) > self.limits.disk_bytes:
+            return "disk"
+        return self.group.hit() if self.group else ""
+
+    def wait(self) -> float:
+        """How long to wait for output before checking again."""
+        return max(0.0, min(self.deadline - time.monotonic(), DISK_CHECK_SECONDS))
+
+    def explain(self, limit: str) -> str:
+        limits = self.limits
+        return {
+            "time": f"it ran longer than {limits.timeout:.0f} s",
+            "disk": f"it wrote more than {limits.disk_bytes >> 20} MiB",
+            "processes": f"it started more than {limits.processes} processes",
+            "memory": f"it used more than {limits.memory_bytes >> 20} MiB of memory",
+        }[limit]
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes the files below ``path`` occupy (hard links counted once)."""
+    total = 0
+    seen = set()
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(root, name))
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_blocks * 512
+    return total
+
+
+def _read_until(watch: _Watch, streams: dict) -> str:
+    """Read every stream into its tail until all are closed (""), or a limit is
+    exceeded (its name)."""
     with selectors.DefaultSelector() as selector:
         for stream in streams:
             selector.register(stream, selectors.EVENT_READ)
         while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            for key, _ in selector.select(remaining):
+            exceeded = watch.exceeded()
+            if exceeded:
+                return exceeded
+            for key, _ in selector.select(watch.wait()):
                 chunk = os.read(key.fd, READ_CHUNK)
                 if chunk:
                     streams[key.fileobj].add(chunk)
                 else:
                     selector.unregister(key.fileobj)
-    return True
+    return ""
 
 
-def _wait_until(proc: subprocess.Popen, deadline: float) -> bool:
+def _wait_until(proc: subprocess.Popen, deadline: float) -> str:
+    """ "" once ``proc`` has ended, ``time`` when it outlives ``deadline``."""
     try:
         proc.wait(max(deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:
-        return False
-    return True
+        return "time"
+    return ""
 
 
 def _kill(proc: subprocess.Popen) -> None:

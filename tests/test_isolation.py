@@ -18,10 +18,12 @@ from urllib.parse import urlparse
 
 import pytest
 import redis
-from clients import X86_APK, wait_for
+from clients import X86_APK, explain, wait_for
+from rq.job import Job
 from unprivileged import runtime
 from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
 
+from asu import cgroups
 from asu.config import load_config
 from asu.offline.server import UpstreamServer
 from asu.signing import server_key
@@ -269,7 +271,7 @@ class TestTimeLimit:
         response = wait_for(base, X86_APK, timeout=60)
         assert response.status_code == 500
         assert "took too long" in response.json()["detail"]
-        assert "stopped after 2 s" in response.json()["stderr"]
+        assert "stopped: it ran longer than 2 s" in response.json()["stderr"]
 
 
 SANDBOX_RUN = r"""
@@ -337,3 +339,87 @@ class TestTheSharedImageBuilder:
         assert not (unpacked / "marker").exists()
         assert not (unpacked / "Makefile").read_text().endswith("a build\n")
         assert not list((paths["config"].cache_path / "jobs").iterdir())
+
+
+ATTACKS = r"""#!/bin/sh
+# What a hostile package or ImageBuilder might do to the machine; $1 picks one.
+case "$1" in
+8dev_carambola2)  # a fork bomb
+    python3 -c '
+import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+' ;;
+8dev_lima)  # fill /dev/shm
+    dd if=/dev/zero of=/dev/shm/fill bs=1M count=2048 ;;
+adtran_bsap1800-v2)  # write 10 GB
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        dd if=/dev/zero of="$TOPDIR/big$i" bs=1M count=1024 status=none
+    done ;;
+adtran_bsap1840)  # more memory than one build may use, in several processes
+    for i in 1 2 3 4; do
+        python3 -c 'import time; b = bytearray(200 << 20); time.sleep(30)' &
+    done
+    wait ;;
+esac
+exit 1
+"""
+ATTACKED = {
+    "8dev_carambola2": "processes",
+    "8dev_lima": "disk_limit",
+    "adtran_bsap1800-v2": "disk_limit",
+    "adtran_bsap1840": "memory",
+}
+
+
+class TestResourceLimits:
+    """A fork bomb, a /dev/shm fill, a 10 GB write and a memory hog each end their
+    build with a clear ``error_kind``; the worker goes on to the next job."""
+
+    @pytest.fixture
+    def hostile_upstream(self, upstream_tree, tmp_path):
+        def change(top: Path) -> None:
+            (top / "scripts" / "attack.sh").write_text(ATTACKS)
+            recipe = ["@sh $(TOPDIR)/scripts/attack.sh $(PROFILE)"]
+            replace_make_target(top, "image", recipe)
+
+        root = copy_tree(upstream_tree, tmp_path / "attacking")
+        repack(root / ATH79, change)
+        server = UpstreamServer(root).start()
+        yield server
+        server.stop()
+
+    @pytest.fixture
+    def app_config(self, app_config, hostile_upstream):
+        return app_config | {
+            "upstream_url": hostile_upstream.url,
+            "build_memory_mb": 300,
+            "build_processes": 64,
+            "build_disk_mb": 200,
+            "job_timeout": 120,
+        }
+
+    @pytest.mark.parametrize("profile", ATTACKED)
+    def test_an_attack_ends_its_build_with_its_kind(self, base, redis_url, profile):
+        if ATTACKED[profile] in ("processes", "memory") and not control_groups():
+            pytest.skip("this machine lets the worker make no control group")
+        response = wait_for(base, C7_2305 | {"profile": profile}, timeout=180)
+        assert response.status_code == 500
+        body = response.json()
+        job = Job.fetch(body["request_hash"], redis.Redis.from_url(redis_url))
+        assert job.meta["error_kind"] == ATTACKED[profile], body["detail"]
+        assert body["detail"].startswith("Error: the build")
+        # the worker goes on to the next job
+        after = wait_for(base, X86_APK)
+        assert after.status_code == 200, explain(after)
+
+
+def control_groups() -> bool:
+    """Whether this machine lets the worker make control groups."""
+    group = cgroups.create(f"asu-test-{uuid.uuid4().hex}", 8, 1 << 30)
+    if group is not None:
+        group.remove()
+    return group is not None
