@@ -5,16 +5,17 @@ A file is kept under the SHA-256 its signed feed index gives for it
 (``cache_path/packages/<aa>/<sha256>``: opkg's of the file, apk's of the package's
 identity), so a file is only ever what some signed index promised, and one package
 published in several feeds or versions is kept once. It is downloaded under a
-temporary name, its size capped and checked against the index, then renamed into
-place read-only: concurrent workers fetching the same
-package each write their own temporary file and the last rename wins with the
-same bytes, so no reader ever sees half a file. Builds get hard links (a copy on
+temporary name, its size capped and checked against the index, then linked into
+place read-only: concurrent workers fetching the same package each write their own
+temporary file and the first to finish gives the file its name, which never
+changes after, so no reader ever sees half a file. Builds get hard links (a copy on
 another file system); every use marks the file used, and ``flask cleanup`` removes
 the least recently used files beyond ``max_package_cache_mb``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -83,7 +84,7 @@ class PackageCache:
                 digest = _download(http, url, out, max_bytes)
             (check or same_sha256(sha256))(Path(partial), digest)
             os.chmod(partial, 0o444)
-            os.replace(partial, path)
+            _keep_first(partial, path)
         finally:
             if os.path.lexists(partial):
                 os.unlink(partial)
@@ -124,6 +125,15 @@ class PackageCache:
             removed.append(path)
             total -= size
         return removed
+
+
+def _keep_first(partial: str, path: Path) -> None:
+    """Give ``partial`` the name ``path`` unless another download already did.
+
+    A file once in place is never replaced: replacing it (``rename``) while another
+    worker hard-links it would make that link fail, as the old file is gone."""
+    with contextlib.suppress(FileExistsError):
+        os.link(partial, path)
 
 
 def _mark_used(path: Path) -> bool:

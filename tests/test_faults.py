@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from clients import X86_APK, post, wait_for
+from clients import X86_APK, explain, post, wait_for
 from conftest import config_environ
 from rq import Worker
 from rq.job import Job, JobStatus
@@ -333,7 +333,9 @@ class TestRace:
             jobs = [Job.fetch(h, connection=connection) for h in hashes]
         finally:
             stop(second)
-        assert [r.status_code for r in results] == [200, 200]
+        assert [r.status_code for r in results] == [200, 200], [
+            explain(r) for r in results
+        ]
         assert jobs[0].worker_name != jobs[1].worker_name, "no race: one worker"
         fetched = [p for _, p, _ in slow_download.request_log if ARCHIVE in p]
         assert len(fetched) == 1
