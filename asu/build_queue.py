@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 from rq import Queue
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 
-from asu import stats
+from asu import job_store, stats
 from asu.abandoned_jobs import HEARTBEAT_META, fail_if_abandoned
 from asu.build import build
 from asu.build_request import REQUEST_HASH, BuildRequest, RequestError
@@ -32,7 +32,7 @@ JOB_TIMEOUT_MARGIN = 300
 
 _WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 #: Failures that say nothing about the request: asking again builds again.
-TRANSIENT = {"disk_full"}
+TRANSIENT = {"disk_full", job_store.UNREADABLE}
 
 
 @dataclass
@@ -46,16 +46,14 @@ class Answer:
 
 def get_queue(connection: Redis) -> Queue:
     """The build queue on ``connection``."""
-    return Queue(QUEUE_NAME, connection=connection)
+    return Queue(QUEUE_NAME, connection=connection, serializer=job_store.SERIALIZER)
 
 
 def fetch(connection: Redis, request_hash: str) -> Job | None:
     """The job of ``request_hash``, or None when there is none (or it expired)."""
-    try:
-        job = Job.fetch(request_hash, connection=connection)
-    except NoSuchJobError:
-        return None
-    fail_if_abandoned(job)
+    job = job_store.fetch(connection, request_hash)
+    if job is not None:
+        fail_if_abandoned(job)
     return job
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import shutil
 
 import redis
-from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from asu import keys
+from asu import job_store, keys
 from asu.build_request import REQUEST_HASH, BuildRequest
 from asu.config import Config
 
@@ -47,7 +46,7 @@ def forget_other_revisions(
         request_hash = member.decode()
         if not REQUEST_HASH.fullmatch(request_hash):
             continue
-        job = _job(connection, request_hash)
+        job = job_store.fetch(connection, request_hash)
         if job is not None and _revision_of(job) == revision:
             continue
         if job is not None:
@@ -57,13 +56,6 @@ def forget_other_revisions(
     if dropped:
         connection.srem(key, *dropped)
     return len(dropped)
-
-
-def _job(connection: redis.Redis, request_hash: str) -> Job | None:
-    try:
-        return Job.fetch(request_hash, connection=connection)
-    except NoSuchJobError:
-        return None
 
 
 def _revision_of(job: Job) -> str:

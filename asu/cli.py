@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from rq import Worker
 
+from asu import job_store
 from asu.build_queue import get_queue
 
 
@@ -24,6 +25,7 @@ def worker_command(burst: bool, name: str | None) -> None:
         [get_queue(connection)],
         connection=connection,
         name=name,
+        serializer=job_store.SERIALIZER,
         job_monitoring_interval=current_app.config["ASU"].worker_heartbeat_interval,
     )
     worker.work(burst=burst, logging_level="INFO")

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import redis
 import requests
-from rq.job import Job
 from werkzeug.serving import make_server
 
-from asu import create_app
+from asu import create_app, job_store
 from asu.local_services import spawn, start_redis, stop, wait_until
 from asu.offline.server import UpstreamServer
 
@@ -156,7 +155,8 @@ def _timed_build(base: str, redis_url: str, body: dict) -> dict[str, float]:
     total = time.monotonic() - started
     if answer.status_code != 200:
         raise RuntimeError(f"the build failed: {json.dumps(answer.json())[:2000]}")
-    job = Job.fetch(answer.json()["request_hash"], redis.Redis.from_url(redis_url))
+    connection = redis.Redis.from_url(redis_url)
+    job = job_store.fetch(connection, answer.json()["request_hash"])
     seconds = job.meta.get("stage_seconds", {})
     times = {
         label: sum(seconds.get(stage, 0.0) for stage in stages)
