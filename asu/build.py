@@ -254,6 +254,7 @@ def build(request: dict) -> dict:
     job = get_current_job()
     config = load_config()
     build_request = BuildRequest.from_dict(request)
+    request_defaults = bool(build_request.defaults)
     clock = StageClock()
 
     def report(stage: str) -> None:
@@ -292,8 +293,8 @@ def build(request: dict) -> dict:
     if job is not None:
         job.meta["stage_seconds"] = clock.seconds
         job.save_meta()
-    if job is not None:
-        image_index.record(job.connection, result, job.result_ttl or config.build_ttl)
+        ttl = job.result_ttl or config.build_ttl
+        image_index.record(job.connection, result, ttl, findable=not request_defaults)
     return result
 
 

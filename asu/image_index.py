@@ -2,7 +2,10 @@
 (``image_hash``) or the sha256 of its manifest (``manifest_hash``).
 
 The worker records both when a build finishes, for as long as the build's result
-is kept; full SHA-256 values only, so that no two builds can share a name.
+is kept; full SHA-256 values only, so that no two builds can share a name. A build
+with a ``defaults`` script (Wi-Fi keys, passwords) is not findable by its images'
+checksums, which people post publicly: only its request hash, which only whoever
+sent it holds, leads to it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ def manifest_hash(manifest: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def record(connection: Redis, result: dict, ttl: int) -> None:
-    """Index a finished build's images and manifest for ``ttl`` seconds."""
+def record(connection: Redis, result: dict, ttl: int, findable: bool = True) -> None:
+    """Index a finished build's manifest, and its images unless not ``findable``,
+    for ``ttl`` seconds."""
     with connection.pipeline() as pipe:
-        for image in result["images"]:
+        for image in result["images"] if findable else ():
             pipe.set(keys.image(image["sha256"]), result["request_hash"], ex=ttl)
         manifest = result["manifest"]
         pipe.set(keys.manifest(manifest_hash(manifest)), json.dumps(manifest), ex=ttl)

@@ -1,10 +1,10 @@
 """What upstream publishes about a version: its targets, profiles and revisions.
 
-Read through Redis: the janitor fills these keys in bulk; a key it has not filled
-is fetched from upstream on first use and kept for a while, so that the first
-request for a version works before any janitor run. Where the janitor has loaded
-a target, profile names are looked up in its small ``profile_names`` hash instead
-of parsing the whole ``profiles.json``.
+Only what the janitor loaded into Redis: a request never makes the server ask
+upstream (a version or target the janitor has not loaded is unknown), so no client
+can make it fetch, wait or fill Redis on its behalf. Where the janitor has loaded a
+target, profile names are looked up in its small ``profile_names`` hash instead of
+parsing the whole ``profiles.json``.
 """
 
 from __future__ import annotations
@@ -15,31 +15,19 @@ from typing import Any
 
 import redis
 
-from asu import distributions, keys, upstream
+from asu import distributions, keys
 from asu.build_request import PROFILE, BuildRequest, RequestError
 from asu.config import Config
 from asu.distributions import Distribution
 
-#: Seconds a fetched (not janitor-loaded) answer is kept.
-FETCHED_TTL = 300
 #: The ``profile_names`` field naming the profile every other name maps to.
 FALLBACK = "*"
 
 
-def _cached_json(
-    connection: redis.Redis, key: str, distribution: Distribution, path: str
-) -> Any | None:
-    """The JSON at ``key``, else fetched from ``path`` upstream; None if absent."""
-    cached = connection.get(key)
-    if cached is not None:
-        return json.loads(cached) if cached != b"null" else None
-    http = upstream.session()
-    try:
-        data = upstream.get(http, distribution.url(path)).json()
-    except (upstream.UpstreamError, ValueError):
-        data = None
-    connection.set(key, json.dumps(data), ex=FETCHED_TTL)
-    return data
+def _loaded_json(connection: redis.Redis, key: str) -> Any | None:
+    """What the janitor stored at ``key``, or None."""
+    stored = connection.get(key)
+    return json.loads(stored) if stored is not None else None
 
 
 def distribution(config: Config, name: str) -> Distribution:
@@ -54,25 +42,24 @@ def distribution(config: Config, name: str) -> Distribution:
 
 
 def versions_json(connection: redis.Redis, config: Config, distro: str):
-    """Upstream's ``.versions.json`` (as the janitor keeps it), or None."""
-    key = keys.upstream_versions(distro)
-    return _cached_json(connection, key, distribution(config, distro), ".versions.json")
+    """Upstream's ``.versions.json`` as the janitor keeps it, or None."""
+    distribution(config, distro)
+    return _loaded_json(connection, keys.upstream_versions(distro))
 
 
 def targets(connection: redis.Redis, config: Config, distro: str, version: str):
-    """``{target: arch}`` of ``version``, or None when upstream has no such version."""
-    path = f"{upstream.release_path(version)}/.targets.json"
-    key = keys.targets(distro, version)
-    return _cached_json(connection, key, distribution(config, distro), path)
+    """``{target: arch}`` of ``version``, or None when the janitor has not loaded
+    such a version."""
+    distribution(config, distro)
+    return _loaded_json(connection, keys.targets(distro, version))
 
 
 def profiles(
     connection: redis.Redis, config: Config, distro: str, version: str, target: str
 ):
-    """The ``profiles.json`` of ``version``/``target``, or None."""
-    path = f"{upstream.target_path(version, target)}/profiles.json"
-    key = keys.profiles(distro, version, target)
-    return _cached_json(connection, key, distribution(config, distro), path)
+    """The ``profiles.json`` of ``version``/``target`` the janitor loaded, or None."""
+    distribution(config, distro)
+    return _loaded_json(connection, keys.profiles(distro, version, target))
 
 
 def profile_names(profiles_json: dict) -> dict[str, str]:

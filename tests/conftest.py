@@ -30,11 +30,54 @@ def redis_server(tmp_path_factory) -> str:
     stop(proc)
 
 
+@pytest.fixture(scope="session")
+def janitor_state(redis_server, upstream, tmp_path_factory) -> dict[bytes, bytes]:
+    """What ``janitor init`` of the offline upstream leaves in Redis (each key as
+    ``DUMP`` gives it): the server answers requests only for what the janitor
+    loaded, so every test starts from it."""
+    connection = redis.Redis.from_url(redis_server)
+    connection.flushall()
+    base = tmp_path_factory.mktemp("janitor-state")
+    janitor_init(create_app(offline_config(redis_server, upstream, base)))
+    return {key: connection.dump(key) for key in connection.keys("*")}
+
+
+def offline_config(redis_url: str, upstream: UpstreamServer, base: Path) -> dict:
+    """Configuration for the private Redis and the offline upstream, with the
+    public tree and the cache below ``base``."""
+    return {
+        "redis_url": redis_url,
+        "upstream_url": upstream.url,
+        "upstream_keys": [signing_key().public_key.to_text().splitlines()[-1]],
+        "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
+        "public_path": str(base / "public"),
+        "cache_path": str(base / "cache"),
+    }
+
+
+def janitor_init(app) -> str:
+    """Run ``flask janitor init`` for ``app``; its output."""
+    result = app.test_cli_runner().invoke(args=["janitor", "init"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 @pytest.fixture
-def redis_url(redis_server) -> str:
-    """The private Redis, emptied for this test."""
+def redis_url(request, redis_server, janitor_state) -> str:
+    """The private Redis for this test: emptied, then holding what the janitor
+    loaded from the offline upstream (unless the test is marked ``unloaded``)."""
     redis.Redis.from_url(redis_server).flushall()
+    if not request.node.get_closest_marker("unloaded"):
+        restore(redis_server, janitor_state)
     return redis_server
+
+
+def restore(url: str, state: dict[bytes, bytes]) -> None:
+    """Put ``state`` (keys as ``DUMP`` gave them) into the Redis at ``url``."""
+    with redis.Redis.from_url(url).pipeline(transaction=False) as pipe:
+        for key, value in state.items():
+            pipe.restore(key, 0, value, replace=True)
+        pipe.execute()
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +97,7 @@ def upstream(upstream_tree) -> UpstreamServer:
 @pytest.fixture
 def app_config(redis_url, upstream, tmp_path) -> dict:
     """Configuration overrides pointing the app at the private Redis and upstream."""
-    public_key = signing_key().public_key.to_text().splitlines()[-1]
-    return {
-        "redis_url": redis_url,
-        "upstream_url": upstream.url,
-        "upstream_keys": [public_key],
-        "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
-        "public_path": str(tmp_path / "public"),
-        "cache_path": str(tmp_path / "cache"),
-    }
+    return offline_config(redis_url, upstream, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -70,20 +105,9 @@ def loaded(upstream, tmp_path_factory):
     """An app whose own Redis holds a full ``janitor init`` of the stand-in."""
     base = tmp_path_factory.mktemp("janitor")
     proc, url = start_redis(base / "redis")
-    app = create_app(
-        {
-            "redis_url": url,
-            "upstream_url": upstream.url,
-            "upstream_keys": [signing_key().public_key.to_text().splitlines()[-1]],
-            "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
-            "public_path": str(base / "public"),
-            "cache_path": str(base / "cache"),
-        }
-    )
+    app = create_app(offline_config(url, upstream, base))
     app.config["TESTING"] = True
-    result = app.test_cli_runner().invoke(args=["janitor", "init"])
-    assert result.exit_code == 0, result.output
-    app.init_output = result.output
+    app.init_output = janitor_init(app)
     yield app
     stop(proc)
 

@@ -148,6 +148,7 @@ def _signed_by_another_key(content: bytes) -> bytes:
     "tamper, reason",
     [(_forged, "does not match"), (_signed_by_another_key, "no trusted key")],
 )
+@pytest.mark.unloaded
 def test_a_tampered_feed_is_skipped_and_the_rest_loads(
     upstream_tree, app_config, tmp_path, tamper, reason
 ):

@@ -26,6 +26,8 @@ def app_config(app_config, lime_upstream):
         "upstream_url": lime_upstream.url,
         "upstream_keys": [LIME_KEY.public_key.to_text().splitlines()[-1]],
         "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
+        # a copy of OpenWrt's tree: its ImageBuilders name OpenWrt's address
+        "public_url": "https://downloads.openwrt.org",
     }
     return app_config | {"distributions": {"lime": lime}}
 
@@ -41,6 +43,7 @@ def test_second_distribution_builds_from_its_own_upstream(
     assert lime.json()["version_code"] == LIME_CODE
     fetched = [path for _, path, _ in lime_upstream.request_log[before:]]
     assert any("openwrt-imagebuilder" in path for path in fetched)
+    assert any(path.endswith(".apk") for path in fetched), "its feeds were not its own"
     openwrt = wait_for(live_server, body)
     assert openwrt.status_code == 200
     assert openwrt.json()["version_code"] != LIME_CODE

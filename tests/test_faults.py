@@ -17,7 +17,7 @@ import pytest
 import redis
 import requests
 from clients import X86_APK, explain, post, wait_for
-from conftest import config_environ
+from conftest import config_environ, restore
 from rq import Worker
 from rq.job import Job, JobStatus
 from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_target
@@ -143,15 +143,17 @@ def test_a_build_being_stored_is_never_served_and_left_ones_are_cleaned(
 
 
 @pytest.fixture
-def own_redis(tmp_path):
-    """A Redis of this test's own, on a port it can stop and start again."""
+def own_redis(tmp_path, janitor_state):
+    """A Redis of this test's own, on a port it can stop and start again, keeping
+    its data on disk as ``make run``'s does; it holds the janitor's metadata."""
     port = free_port()
     data = tmp_path / "own-redis"
-    proc, url = start_redis(data, port)
+    proc, url = start_redis(data, port, persistent=True)
+    restore(url, janitor_state)
     service = {"proc": proc, "url": url}
 
     def restart() -> None:
-        service["proc"] = start_redis(data, port)[0]
+        service["proc"] = start_redis(data, port, persistent=True)[0]
 
     service["restart"] = restart
     yield service

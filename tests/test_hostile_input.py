@@ -279,3 +279,21 @@ def test_hostile_paths_never_reach_the_store(live_server):
         response = requests.get(f"{live_server}/store/{path}", timeout=10)
         assert response.status_code == 404
         assert response.json()["status"] == 404
+
+
+@pytest.mark.unloaded
+def test_requests_never_make_the_server_fetch_upstream(client, upstream):
+    """What the janitor has not loaded is unknown: no request, on any route, makes
+    the server ask upstream (each would cost upstream requests and a web thread)."""
+    before = len(upstream.request_log)
+    answers = [
+        client.post("/api/v1/build", json=C7),
+        client.post("/api/v1/build", json=X86_APK | {"version": "24.10.4"}),
+        client.get("/api/v1/devices/23.05.4"),
+        client.get("/api/v1/devices/23.05.4/ath79/generic/tplink_archer-c7-v5"),
+        client.get("/api/v1/revision/23.05.4/ath79/generic"),
+        client.get("/api/v1/versions"),
+    ]
+    assert [a.status_code for a in answers[:5]] == [404] * 5
+    assert all(a.json["detail"] for a in answers[:5])
+    assert len(upstream.request_log) == before

@@ -19,11 +19,10 @@ from urllib.parse import urlparse
 import pytest
 import redis
 from clients import X86_APK, explain, wait_for
-from rq.job import Job
 from unprivileged import runtime
 from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
 
-from asu import cgroups
+from asu import cgroups, job_store
 from asu.config import load_config
 from asu.offline.server import UpstreamServer
 from asu.signing import server_key
@@ -409,7 +408,7 @@ class TestResourceLimits:
         response = wait_for(base, C7_2305 | {"profile": profile}, timeout=180)
         assert response.status_code == 500
         body = response.json()
-        job = Job.fetch(body["request_hash"], redis.Redis.from_url(redis_url))
+        job = job_store.fetch(redis.Redis.from_url(redis_url), body["request_hash"])
         assert job.meta["error_kind"] == ATTACKED[profile], body["detail"]
         assert body["detail"].startswith("Error: the build")
         # the worker goes on to the next job

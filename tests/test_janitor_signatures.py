@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
 import redis
 from upstreams import copy_tree, replace_file
 
@@ -11,6 +12,8 @@ from asu import create_app, keys
 from asu.offline.server import UpstreamServer
 
 FEED = "releases/23.05.4/packages/x86_64/luci"
+
+pytestmark = pytest.mark.unloaded
 
 
 def test_a_feed_index_changed_after_signing_is_not_loaded(

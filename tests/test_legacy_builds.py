@@ -189,3 +189,16 @@ class TestOverload:
         for response in answers:
             assert response.status_code == 503, response.text
             assert int(response.headers["Retry-After"]) > 0
+
+
+def test_a_build_with_defaults_is_not_found_by_its_images(base):
+    """Image checksums get posted publicly; the first-boot script (Wi-Fi keys,
+    passwords) is only for whoever holds the request hash."""
+    secret = "uci set wireless.default_radio0.key='hunter2-secret'\n"
+    result = wait_for(base, C7 | {"defaults": secret}).json()
+    assert result["status"] == 200
+    assert result["request"]["defaults"] == secret  # the poster's own lookup
+    for image in result["images"]:
+        found = requests.get(f"{base}/api/image/{image['sha256']}")
+        assert found.status_code == 404
+        assert "hunter2" not in found.text
