@@ -1,12 +1,14 @@
 """Serving finished builds: ``GET``/``HEAD /store/<bin_dir>/<file>``.
 
 Only plain files inside the store are served, with their true ``Content-Length``
-and a content type; a path that leaves the store, or a link, is a 404.
+and a content type from a short allow-list (anything else is an octet stream, and
+``nosniff`` keeps browsers from guessing: an ``.html`` or ``.svg`` a build wrote
+is never active content on the API's origin); a path that leaves the store, or a
+link, is a 404.
 """
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import stat
 from pathlib import Path
@@ -17,27 +19,23 @@ from werkzeug.security import safe_join
 
 bp = Blueprint("store", __name__)
 
-#: Content types of the files a build writes, beyond what mimetypes knows.
+TEXT = "text/plain; charset=utf-8"
+#: The only content types the store sends, by suffix; all else is an octet stream.
 CONTENT_TYPES = {
-    ".bin": "application/octet-stream",
-    ".img": "application/octet-stream",
-    ".itb": "application/octet-stream",
-    ".manifest": "text/plain; charset=utf-8",
-    ".sig": "text/plain; charset=utf-8",
-    ".buildinfo": "text/plain; charset=utf-8",
+    ".manifest": TEXT,
+    ".sig": TEXT,
+    ".buildinfo": TEXT,
+    ".txt": TEXT,
+    ".json": "application/json",
+    ".gz": "application/gzip",
 }
+OCTET_STREAM = "application/octet-stream"
 
 
 def _content_type(name: str) -> str:
     if Path(name).name == "sha256sums":
-        return "text/plain; charset=utf-8"
-    suffix = Path(name).suffix
-    if suffix in CONTENT_TYPES:
-        return CONTENT_TYPES[suffix]
-    guessed, encoding = mimetypes.guess_type(name)
-    if encoding == "gzip":
-        return "application/gzip"
-    return guessed or "application/octet-stream"
+        return TEXT
+    return CONTENT_TYPES.get(Path(name).suffix, OCTET_STREAM)
 
 
 @bp.route("/store/<path:filename>", methods=["GET", "HEAD"])
@@ -53,7 +51,11 @@ def store_file(filename: str):
         raise NotFound("no such file in the store") from None
     if not stat.S_ISREG(mode):
         raise NotFound("no such file in the store")
-    return send_file(path, mimetype=_content_type(path), conditional=True, etag=True)
+    response = send_file(
+        path, mimetype=_content_type(path), conditional=True, etag=True
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _being_written(filename: str) -> bool:

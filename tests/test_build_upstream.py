@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import redis
@@ -94,7 +95,7 @@ def test_results_are_kept_for_the_configured_time(base, redis_url, app_config):
     assert 0 < connection.ttl(f"rq:job:{failed['request_hash']}") <= hour
 
 
-def test_store_serves_only_files_inside_it(base):
+def test_store_serves_only_files_inside_it(base, app_config):
     result = wait_for(base, X86_APK).json()
     image = result["images"][0]
     url = f"{base}/store/{result['bin_dir']}/{image['name']}"
@@ -105,6 +106,12 @@ def test_store_serves_only_files_inside_it(base):
     manifest = requests.get(f"{base}/store/{result['bin_dir']}/sha256sums?1700000")
     assert manifest.status_code == 200
     assert manifest.headers["Content-Type"].startswith("text/plain")
+    store = Path(app_config["public_path"]) / "store" / result["bin_dir"]
+    for name in ("page.html", "drawing.svg"):  # what a hostile build might write
+        (store / name).write_text("<script>alert(1)</script>")
+        active = requests.get(f"{base}/store/{result['bin_dir']}/{name}")
+        assert active.headers["Content-Type"] == "application/octet-stream"
+        assert active.headers["X-Content-Type-Options"] == "nosniff"
     for hostile in (
         "../config.yml",
         "%2e%2e/%2e%2e/etc/passwd",

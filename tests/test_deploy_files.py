@@ -270,6 +270,11 @@ def test_nginx_serves_json_and_store_from_disk_and_proxies_the_rest(nginx, app_c
     assert download.headers["ETag"]
     linked = requests.get(f"{nginx}/store/{'a' * 64}/elsewhere.bin", timeout=5)
     assert linked.status_code in (403, 404)
+    for name in ("page.html", "drawing.svg"):  # what a hostile build might write
+        (image.parent / name).write_text("<script>alert(1)</script>")
+        active = requests.get(f"{nginx}/store/{'a' * 64}/{name}", timeout=5)
+        assert active.headers["Content-Type"] == "application/octet-stream"
+        assert active.headers["X-Content-Type-Options"] == "nosniff"
 
     health = requests.get(f"{nginx}//api/v1/health", timeout=5)
     assert health.status_code == 200 and health.json()["redis"] is True
