@@ -110,17 +110,25 @@ class BuildRequest:
         """The same request for the profile an alias resolved to."""
         return replace(self, profile=profile)
 
+    def with_target(self, target: str) -> BuildRequest:
+        """The same request for the target its profile was found in."""
+        return replace(self, target=target)
+
 
 def _canonical(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 def parse_build_request(
-    body: Any, config: Config, user_agent: str = ""
+    body: Any, config: Config, user_agent: str = "", *, target_optional: bool = False
 ) -> BuildRequest:
     """Check ``body`` (decoded JSON) field by field; raise :class:`RequestError`.
 
-    Fields the server does not know are ignored: clients add fields over time.
+    Every field is checked here, before anything looks a value up, whichever API
+    generation it came through. Fields the server does not know are ignored:
+    clients add fields over time. With ``target_optional`` (2020 clients send
+    none) a missing target stays empty, for :func:`asu.metadata.resolve` to find
+    from the profile.
     """
     if not isinstance(body, Mapping):
         raise RequestError("the request body must be a JSON object")
@@ -134,7 +142,7 @@ def parse_build_request(
     return BuildRequest(
         distro=matching(body, "distro", DISTRO, default="openwrt"),
         version=matching(body, "version", VERSION, required=True),
-        target=matching(body, "target", TARGET, required=True),
+        target=matching(body, "target", TARGET, required=not target_optional),
         profile=_profile(body.get("profile")),
         packages=packages,
         packages_versions=packages_versions,
@@ -244,7 +252,7 @@ def _defaults(value: Any, config: Config) -> str:
         raise RequestError("defaults must be a string (a shell script)")
     if not config.allow_defaults:
         raise RequestError("defaults: this server does not accept first-boot scripts")
-    size = len(value.encode("utf-8", "surrogatepass"))
+    size = utf8_size(value)
     if size > config.max_defaults_length:
         raise RequestError(
             f"defaults is {size} bytes, at most {config.max_defaults_length} allowed"
@@ -256,6 +264,11 @@ def _defaults(value: Any, config: Config) -> str:
     except UnicodeEncodeError:
         raise RequestError("defaults must be UTF-8 text, not lone surrogates") from None
     return value
+
+
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` takes as UTF-8, lone surrogates (JSON allows them) too."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _rootfs_size(value: Any, config: Config) -> int | None:

@@ -117,11 +117,14 @@ def resolve(
     connection: redis.Redis, config: Config, request: BuildRequest
 ) -> BuildRequest:
     """Check distribution, version, target and profile; return the request with
-    the profile id it resolves to, or raise a 404 naming what is unknown.
+    the profile id it resolves to, or raise a 404 naming what is unknown. A
+    request without a target gets the one its profile is found in.
 
     A target the janitor loaded costs one round trip to Redis.
     """
     distribution(config, request.distro)
+    if not request.target:
+        request = _with_found_target(connection, config, request)
     loaded, profile = _loaded_profile(connection, request)
     if profile is not None:
         return request.with_profile(profile)
@@ -141,6 +144,21 @@ def resolve(
             status=404,
         )
     return request.with_profile(profile)
+
+
+def _with_found_target(
+    connection: redis.Redis, config: Config, request: BuildRequest
+) -> BuildRequest:
+    """``request`` with the target one of whose profiles it names; 400 when none."""
+    found = find_target(
+        connection, config, request.distro, request.version, request.profile
+    )
+    if found is None:
+        raise RequestError(
+            f"target is required: no target of version {request.version} "
+            f"has a profile {request.profile}"
+        )
+    return request.with_target(found)
 
 
 def _target_profiles(

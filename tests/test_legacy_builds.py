@@ -128,6 +128,40 @@ def test_2019_bad_request_is_400_with_error(live_server):
     assert "target" in response.json()["error"]
 
 
+def test_2019_defaults_with_a_lone_surrogate_is_refused(live_server):
+    # JSON allows "\ud800"; it is no UTF-8 text, and no script.
+    body = UPGRADE_2019 | {"defaults": "\ud800"}
+    response = requests.post(f"{live_server}/api/build-request", json=body)
+    assert response.status_code == 400
+    assert "defaults" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/upgrade-request", "/image-request", "/api/build"]
+)
+def test_a_profile_of_the_wrong_type_is_refused_not_replaced_by_board(
+    live_server, path
+):
+    for profile in (False, 0, [], {}):
+        body = UPGRADE_2019 | {"profile": profile}
+        response = requests.post(f"{live_server}{path}", json=body)
+        assert response.status_code == 400, profile
+        assert "profile must be a string" in response.text
+
+
+def test_2020_build_finds_the_target_of_a_board_name(live_server):
+    body = {k: v for k, v in C7.items() if k != "target"}
+    response = requests.post(f"{live_server}/api/build", json=body)
+    assert response.status_code == 202, response.text
+    v1 = post(live_server, C7)
+    assert response.json()["request_hash"] == v1.json()["request_hash"]
+    unknown = requests.post(
+        f"{live_server}/api/build", json=body | {"profile": "acme,no-such-router"}
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["detail"].startswith("target is required")
+
+
 def test_2020_build_with_buildlog(base):
     body = {
         "version": "23.05.4",

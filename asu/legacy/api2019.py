@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from asu import image_index
-from asu.build_request import RequestError
+from asu.build_request import RequestError, utf8_size
 from asu.legacy import common
 
 bp = Blueprint("api_2019", __name__, url_prefix="/api")
@@ -85,7 +85,7 @@ def _answer(job):
 def _defaults(body) -> dict:
     """``defaults`` if any; over this generation's 10 kB it is a 420."""
     defaults = body.get("defaults")
-    if isinstance(defaults, str) and len(defaults.encode()) > MAX_DEFAULTS_BYTES:
+    if isinstance(defaults, str) and utf8_size(defaults) > MAX_DEFAULTS_BYTES:
         raise RequestError(f"defaults exceed {MAX_DEFAULTS_BYTES} bytes", 420)
     return {"defaults": defaults} if defaults else {}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from asu import metadata
 from asu.build_request import RequestError
 from asu.legacy import common
 
@@ -49,17 +48,8 @@ def _answer(job):
 @bp.post("/build")
 def build():
     """Queue (or find) the build of ``version``, ``profile`` and ``packages``."""
-    body = common.json_body()
-    v1_body = common.normalise(body, {})
-    if not v1_body["target"] and isinstance(v1_body["profile"], str):
-        v1_body["target"] = metadata.find_target(
-            common.connection(),
-            common.config(),
-            v1_body["distro"],
-            v1_body["version"],
-            v1_body["profile"],
-        )
-    return _answer(common.submit(v1_body))
+    v1_body = common.normalise(common.json_body(), {})
+    return _answer(common.submit(v1_body, target_optional=True))
 
 
 @bp.get("/build/<request_hash>")

@@ -54,23 +54,35 @@ def target_of(body: Mapping[str, Any]) -> Any:
     return target
 
 
+def _profile_of(body: Mapping[str, Any]) -> Any:
+    """``profile``, else the ``board`` name older clients send instead; a
+    ``profile`` of the wrong type stays, to be refused."""
+    profile = body.get("profile")
+    return body.get("board") if profile is None or profile == "" else profile
+
+
 def normalise(body: Mapping[str, Any], fields: Mapping[str, Any]) -> dict:
-    """An ``/api/v1``-shaped body from an older one; ``fields`` are added on top."""
+    """An ``/api/v1``-shaped body from an older one; ``fields`` are added on top.
+
+    Values are moved, never looked up: :func:`submit` checks them all first."""
     return {
         "distro": distro_name(body.get("distro", "openwrt")),
         "version": body.get("version"),
         "target": target_of(body),
-        "profile": body.get("profile") or body.get("board"),
+        "profile": _profile_of(body),
         "packages": _packages(body.get("packages")),
         "client": body.get("client"),
         **fields,
     }
 
 
-def submit(v1_body: Mapping[str, Any]) -> Job:
-    """Validate, resolve and queue (or find) the build of an older API's request."""
+def submit(v1_body: Mapping[str, Any], target_optional: bool = False) -> Job:
+    """Validate, resolve and queue (or find) the build of an older API's request:
+    every field is checked, as ``/api/v1`` does, before anything is looked up."""
     agent = request.headers.get("User-Agent", "")
-    parsed = parse_build_request(v1_body, config(), agent)
+    parsed = parse_build_request(
+        v1_body, config(), agent, target_optional=target_optional
+    )
     return intake.accept(connection(), config(), parsed, request.remote_addr)
 
 
