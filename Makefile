@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run test bench lint screenshots system-deps test-deps venv clean
+.PHONY: demo run test fuzz bench lint screenshots system-deps test-deps venv clean
 
 demo: system-deps venv
 	$(PY) -m asu.demo
@@ -15,6 +15,11 @@ run: system-deps venv
 
 test: test-deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The property tests with new random examples, many more (minutes); add what they
+# find to tests/test_fuzz.py as @example cases. `make test` runs them repeatably.
+fuzz: test-deps venv
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
 bench: system-deps venv
 	$(PY) -m bench

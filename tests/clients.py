@@ -13,6 +13,14 @@ C7 = {
     "packages": ["luci", "htop"],
 }
 X86_APK = {"version": "25.12.0", "target": "x86/64", "profile": "generic"}
+# A 2019 device: board name from `ubus call system board`, installed packages.
+UPGRADE_2019 = {
+    "distro": "OpenWrt",
+    "version": "23.05.4",
+    "target": "ath79/generic",
+    "board": "tplink,archer-c7-v5",
+    "packages": ["luci", "htop"],
+}
 
 
 def post(base: str, body: dict, **headers) -> requests.Response:

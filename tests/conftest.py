@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 from werkzeug.serving import make_server
 
 from asu import create_app
@@ -19,6 +22,24 @@ from asu.offline.server import UpstreamServer
 from asu.offline.tree import generate, signing_key
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests draw the same examples on every run of `make test` (a seed from
+# each test's own code, no example database, no time-based health check), so a
+# commit gives the same result every time; what they once found is kept as
+# @example cases. `make fuzz` selects the "fuzz" profile: new random examples,
+# many more of them, and a local database that replays what it found first.
+_PROPERTY_TESTS = {
+    "deadline": None,
+    "suppress_health_check": [
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+    ],
+}
+settings.register_profile(
+    "repeatable", derandomize=True, database=None, **_PROPERTY_TESTS
+)
+settings.register_profile("fuzz", max_examples=2000, **_PROPERTY_TESTS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
@@ -101,11 +122,17 @@ def app_config(redis_url, upstream, tmp_path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def loaded(upstream, tmp_path_factory):
+def loaded_settings() -> dict:
+    """Configuration the module's ``loaded`` app adds; a module may override it."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def loaded(upstream, tmp_path_factory, loaded_settings):
     """An app whose own Redis holds a full ``janitor init`` of the stand-in."""
     base = tmp_path_factory.mktemp("janitor")
     proc, url = start_redis(base / "redis")
-    app = create_app(offline_config(url, upstream, base))
+    app = create_app(offline_config(url, upstream, base) | loaded_settings)
     app.config["TESTING"] = True
     app.init_output = janitor_init(app)
     yield app
@@ -154,11 +181,20 @@ def worker(app_config, tmp_path):
     stop(proc)
 
 
-@pytest.fixture
-def live_server(app):
-    """The app under a real WSGI server on loopback; yields its base URL."""
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` under a real WSGI server on loopback, for the ``with`` block; its URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def live_server(app):
+    """The app under a real WSGI server on loopback; yields its base URL."""
+    with serving(app) as url:
+        yield url

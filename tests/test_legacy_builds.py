@@ -9,19 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from clients import C7, post, wait_for
+from clients import C7, UPGRADE_2019, post, wait_for
 from rq import Queue
 
 from asu.usign import PublicKey, verify
-
-# A 2019 device: board name from `ubus call system board`, installed packages.
-UPGRADE_2019 = {
-    "distro": "OpenWrt",
-    "version": "23.05.4",
-    "target": "ath79/generic",
-    "board": "tplink,archer-c7-v5",
-    "packages": ["luci", "htop"],
-}
 
 
 def poll_2019(base: str, path: str, body: dict, timeout: float = 120):
