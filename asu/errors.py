@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, current_app, jsonify
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
 
 from asu.build_request import RequestError
 
@@ -24,13 +24,6 @@ def error_response(status: int, detail: str, headers: dict | None = None, **extr
     return response
 
 
-def _describe(error: HTTPException) -> str:
-    if isinstance(error, RequestEntityTooLarge):
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        return f"the request body is larger than the {limit} bytes this server accepts"
-    return error.description or error.name
-
-
 def register(app: Flask) -> None:
     """Install the handlers that turn exceptions into JSON answers."""
 
@@ -41,7 +34,9 @@ def register(app: Flask) -> None:
             for name, value in error.get_headers()
             if name.lower() != "content-type"
         }
-        return error_response(error.code or 500, _describe(error), headers)
+        return error_response(
+            error.code or 500, error.description or error.name, headers
+        )
 
     @app.errorhandler(RequestError)
     def refused(error: RequestError):

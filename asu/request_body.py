@@ -1,7 +1,8 @@
 """The JSON object a client posts, read without trusting its size, shape or type.
 
-Bodies larger than ``max_request_bytes`` never get here: the app sets Flask's
-``MAX_CONTENT_LENGTH`` to it, so reading one answers 413. Whatever the
+Bodies larger than ``max_request_bytes`` are not read: the app sets Flask's
+``MAX_CONTENT_LENGTH`` to it, and reading one is a 413 refusal, which every API
+generation answers in its own error shape like any other. Whatever the
 ``Content-Type`` says, the body is read as JSON: ``curl -d`` sends JSON as a form,
 and a body that is not JSON is refused with a 400 that says so. Objects nested
 deeper than any request needs are refused before they reach code that recurses.
@@ -13,6 +14,7 @@ import json
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from asu.build_request import RequestError
 
@@ -22,7 +24,14 @@ MAX_DEPTH = 8
 
 def json_object(request: Request) -> dict[str, Any]:
     """The body of ``request`` as a JSON object, or a 400 (413 when too big)."""
-    data = request.get_data(cache=True)
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise RequestError(
+            f"the request body is larger than the {request.max_content_length} "
+            "bytes this server accepts",
+            413,
+        ) from None
     try:
         body = json.loads(data)
     except (ValueError, RecursionError):

@@ -126,6 +126,8 @@ scalars = (
     | st.floats()
     | st.text()
     | st.text(alphabet="$`;|&\n\0 ./\\'\"=", max_size=30)
+    # JSON may carry lone surrogates ("\ud800"), which are no UTF-8 text.
+    | st.text(st.characters(categories=["Cs"]) | st.characters(), max_size=20)
 )
 json_values = st.recursive(
     scalars,
@@ -226,7 +228,8 @@ def http(server, caplog):
 
 
 def send(http: requests.Session, url: str, body: Any) -> requests.Response:
-    data = json.dumps(body, allow_nan=True)
+    """POST ``body`` as JSON (bytes as they are)."""
+    data = body if isinstance(body, bytes) else json.dumps(body, allow_nan=True)
     headers = {"Content-Type": "application/json"}
     return http.post(url, data=data, headers=headers, timeout=30)
 
@@ -253,7 +256,14 @@ def test_the_body_that_gave_a_500_is_refused_by_every_generation(http, server, r
     route.error_shape(response)
 
 
-@given(body=json_values | random_objects)
+def test_an_oversized_body_is_refused_in_the_generations_shape(http, server, route):
+    big = route.valid | {"defaults": "#" * 256 * 1024}
+    response = send(http, f"{server}{route.path}", big)
+    assert response.status_code == 413
+    route.error_shape(response)
+
+
+@given(body=json_values | random_objects | st.binary())
 def test_random_bodies(http, server, route, body):
     assert_answered(route, send(http, f"{server}{route.path}", body))
 
