@@ -188,8 +188,8 @@ def find_target(
     connection: redis.Redis, config: Config, distro: str, version: str, profile: str
 ) -> str | None:
     """The target one of whose profiles ``profile`` names (for clients that send
-    no target), or None. Loaded targets are asked in one round trip; the others
-    are read through."""
+    no target), or None. Targets with a ``profile_names`` hash are asked in one
+    round trip; the others by their stored ``profiles.json``."""
     known = sorted(targets(connection, config, distro, version) or {})
     candidates = (profile, profile.replace(",", "_"))
     with connection.pipeline(transaction=False) as pipe:

@@ -169,9 +169,15 @@ class TestRedisRestart:
         self, live_server, worker, own_redis, caplog
     ):
         built = wait_for(live_server, X86_APK).json()
-        answers: list[tuple[int, dict]] = []
+        # (when the request was sent, status, body)
+        answers: list[tuple[float, int, dict]] = []
         running = threading.Event()
         running.set()
+
+        def ask(http: requests.Session, method: str, url: str, **kwargs) -> None:
+            sent = time.monotonic()
+            response = http.request(method, url, timeout=10, **kwargs)
+            answers.append((sent, response.status_code, response.json()))
 
         def client() -> None:
             urls = [
@@ -181,10 +187,8 @@ class TestRedisRestart:
             with requests.Session() as http:
                 while running.is_set():
                     for url in urls:
-                        response = http.get(url, timeout=10)
-                        answers.append((response.status_code, response.json()))
-                    response = http.post(f"{live_server}/api/v1/build", json=X86_APK)
-                    answers.append((response.status_code, response.json()))
+                        ask(http, "GET", url)
+                    ask(http, "POST", f"{live_server}/api/v1/build", json=X86_APK)
                     time.sleep(0.02)
 
         threads = [threading.Thread(target=client) for _ in range(4)]
@@ -193,9 +197,9 @@ class TestRedisRestart:
         try:
             time.sleep(0.5)
             stop(own_redis["proc"])
-            down_from = len(answers)
+            stopped = time.monotonic()  # requests sent from now on find it down
             time.sleep(2)
-            down = answers[down_from:]
+            restarting = time.monotonic()
             own_redis["restart"]()
             rebuilt = wait_for(live_server, X86_APK, timeout=90)
         finally:
@@ -205,10 +209,11 @@ class TestRedisRestart:
 
         assert rebuilt.status_code == 200
         assert rebuilt.json()["request_hash"] == built["request_hash"]
-        assert down and {status for status, _ in down} <= {503}
-        assert all(body["status"] == status for status, body in answers)
-        assert all(body.get("detail") for status, body in answers if status == 503)
-        assert {status for status, _ in answers} <= {200, 202, 404, 503}
+        down = [status for sent, status, _ in answers if stopped < sent < restarting]
+        assert down and set(down) <= {503}
+        assert all(body["status"] == status for _, status, body in answers)
+        assert all(body.get("detail") for _, status, body in answers if status == 503)
+        assert {status for _, status, _ in answers} <= {200, 202, 404, 503}
         assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
