@@ -27,9 +27,9 @@ def refused(error: RequestError):
 
 
 def _check(pattern: re.Pattern, value: str, what: str) -> None:
-    """404 for a name that cannot exist, before anything is looked up."""
+    """400 for a name that cannot exist, before anything is looked up."""
     if not pattern.fullmatch(value):
-        raise RequestError(f"no such {what}: {value[:80]!r}", 404)
+        raise RequestError(f"{what}: no such {what} {value[:80]!r}")
 
 
 @bp.get("/versions")
@@ -45,7 +45,7 @@ def device_list(version: str):
     _check(VERSION, version, "version")
     found = devices.device_list(_connection(), current_app.config["ASU"], version)
     if not found:
-        raise RequestError(f"no devices known for version {version}", 404)
+        raise RequestError(f"version: no devices known for version {version}")
     return jsonify(found)
 
 
@@ -59,5 +59,5 @@ def device(version: str, target: str, subtarget: str, profile: str):
     config = current_app.config["ASU"]
     found = devices.device(_connection(), config, version, target, profile)
     if found is None:
-        raise RequestError(f"no device {profile} of {target} in {version}", 404)
+        raise RequestError(f"profile: no device {profile} of {target} in {version}")
     return found

@@ -47,13 +47,19 @@ def build_get(request_hash: str):
 def revision(version: str, target: str, subtarget: str):
     """The revision a version's target is at: ``{"revision": "r28427-6df0e3d02a"}``."""
     name = f"{target}/{subtarget}"
-    found = None
-    if VERSION.fullmatch(version) and TARGET.fullmatch(name):
-        config = current_app.config["ASU"]
-        found = metadata.revision(_connection(), config, DEFAULT_DISTRO, version, name)
-    if found is None:
-        raise RequestError(f"unknown version or target: {version} {name}"[:160], 404)
-    return {"revision": found}
+    config = current_app.config["ASU"]
+    known = None
+    if VERSION.fullmatch(version):
+        if TARGET.fullmatch(name):
+            found = metadata.revision(
+                _connection(), config, DEFAULT_DISTRO, version, name
+            )
+            if found is not None:
+                return {"revision": found}
+        known = metadata.targets(_connection(), config, DEFAULT_DISTRO, version)
+    if known is None:
+        raise RequestError(f"version: unknown version {version[:40]!r}")
+    raise RequestError(f"target: unknown target {name[:80]!r} for version {version}")
 
 
 @bp.get("/health")

@@ -31,12 +31,13 @@ def _loaded_json(connection: redis.Redis, key: str) -> Any | None:
 
 
 def distribution(config: Config, name: str) -> Distribution:
-    """The configured distribution ``name``; 404 when there is none."""
+    """The configured distribution ``name``; a 400 naming ``distro`` when there
+    is none."""
     found = distributions.get(config, name)
     if found is None:
         known = ", ".join(distributions.distributions(config))
         raise RequestError(
-            f"unknown distribution {name} (this server has {known})", 404
+            f"distro: unknown distribution {name} (this server has {known})"
         )
     return found
 
@@ -117,7 +118,8 @@ def resolve(
     connection: redis.Redis, config: Config, request: BuildRequest
 ) -> BuildRequest:
     """Check distribution, version, target and profile; return the request with
-    the profile id it resolves to, or raise a 404 naming what is unknown. A
+    the profile id it resolves to, or raise a 400 naming the field that is unknown
+    (clients act on a 400 and show its detail; a 404 would leave them polling). A
     request without a target gets the one its profile is found in.
 
     A target the janitor loaded costs one round trip to Redis.
@@ -139,9 +141,8 @@ def resolve(
         known = list(profiles_json["profiles"])
     if profile is None:
         raise RequestError(
-            f"unknown profile {request.profile} for {request.target}"
-            + _suggest(request.profile.replace(",", "_"), known),
-            status=404,
+            f"profile: unknown profile {request.profile} for {request.target}"
+            + _suggest(request.profile.replace(",", "_"), known)
         )
     return request.with_profile(profile)
 
@@ -164,22 +165,21 @@ def _with_found_target(
 def _target_profiles(
     connection: redis.Redis, config: Config, request: BuildRequest
 ) -> dict:
-    """The request's ``profiles.json``, or a 404 for its version or target."""
+    """The request's ``profiles.json``, or a 400 for its version or target."""
     known_targets = targets(connection, config, request.distro, request.version)
     if known_targets is None:
-        raise RequestError(f"unknown version {request.version}", status=404)
+        raise RequestError(f"version: unknown version {request.version}")
     if request.target not in known_targets:
         raise RequestError(
-            f"unknown target {request.target} for version {request.version}"
-            + _suggest(request.target, known_targets),
-            status=404,
+            f"target: unknown target {request.target} for version {request.version}"
+            + _suggest(request.target, known_targets)
         )
     profiles_json = profiles(
         connection, config, request.distro, request.version, request.target
     )
     if profiles_json is None:
         raise RequestError(
-            f"no profiles published for {request.version} {request.target}", 404
+            f"target: no profiles published for {request.version} {request.target}"
         )
     return profiles_json
 

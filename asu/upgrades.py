@@ -170,22 +170,22 @@ def _revision(connection: redis.Redis, distro: str, branch: dict, version: str) 
 
 
 def check(connection: redis.Redis, config: Config, device: UpgradeCheck) -> Upgrade:
-    """The upgrade for ``device`` from what the janitor loaded; 404 for what it
-    does not know."""
+    """The upgrade for ``device`` from what the janitor loaded; a 400 naming the
+    field it does not know."""
     distro = device.distro
     branches = janitor_store.stored_json(connection, keys.branches(distro))
     if not branches:
-        raise RequestError(f"unknown distribution {distro}", 404)
+        raise RequestError(f"distro: unknown distribution {distro}")
     current = _branch_of(branches, device.version)
     if current is None:
-        raise RequestError(f"unknown version {device.version} of {distro}", 404)
+        raise RequestError(f"version: unknown version {device.version} of {distro}")
     enabled = [v for b in branches if b.get("enabled") for v in b["versions"]]
     new_version = newest_release(device.version, enabled)
     new_branch = _branch_of(branches, new_version) or current
     arch = connection.hget(keys.target_info(distro, new_version, device.target), "arch")
     if arch is None:
         raise RequestError(
-            f"unknown target {device.target} for version {new_version}", 404
+            f"target: unknown target {device.target} for version {new_version}"
         )
     feeds = metadata.distribution(config, distro).feeds
     available = janitor_store.feeds_of(

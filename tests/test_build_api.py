@@ -209,10 +209,10 @@ def test_queue_full_is_503_but_cached_answers_still_flow(live_server, app):
 @pytest.mark.parametrize(
     ("change", "status", "word"),
     [
-        ({"version": "99.99.0"}, 404, "version"),
-        ({"target": "ath79/nosuch"}, 404, "target"),
-        ({"target": "ath79/genric"}, 404, "ath79/generic"),  # suggested
-        ({"profile": "tplink_archer-c7-v9"}, 404, "tplink_archer-c7-v"),
+        ({"version": "99.99.0"}, 400, "version"),
+        ({"target": "ath79/nosuch"}, 400, "target"),
+        ({"target": "ath79/genric"}, 400, "ath79/generic"),  # suggested
+        ({"profile": "tplink_archer-c7-v9"}, 400, "tplink_archer-c7-v"),
         ({"packages": ["$(id)"]}, 400, "packages"),
         ({"rootfs_size_mb": -1}, 400, "rootfs_size_mb"),
     ],
@@ -243,3 +243,17 @@ def test_unknown_hash_is_404(live_server):
 def test_x86_accepts_any_profile_as_generic(live_server):
     response = post(live_server, X86_APK | {"profile": "qemu-standard-pc-q35"})
     assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/build", "/api/build", "/api/upgrade-request", "/image-request"]
+)
+def test_a_dropped_profile_is_400_in_every_generation(live_server, path):
+    """LuCI and the firmware selector stop polling on a 400 and show its detail;
+    the earlier generations list 400 for a bad request too."""
+    response = requests.post(
+        f"{live_server}{path}", json=C7 | {"profile": "tplink_archer-c7-v9"}
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert "profile" in (body.get("detail") or body.get("error"))

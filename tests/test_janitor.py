@@ -100,7 +100,11 @@ def test_init_loads_every_target_of_the_23_05_4_sample(loaded, upstream_tree):
     snapshot = client.get("/api/v1/revision/SNAPSHOT/x86/64?1700000000")
     assert snapshot.json == {"revision": "r33010-5a6c8e1f0b"}
     unknown = client.get("/api/v1/revision/23.05.4/nosuch/target")
-    assert unknown.status_code == 404 and unknown.json["status"] == 404
+    assert unknown.status_code == 400 and unknown.json["status"] == 400
+    assert unknown.json["detail"].startswith("target:")
+    no_version = client.get("/api/v1/revision/99.99.9/x86/64")
+    assert no_version.status_code == 400
+    assert no_version.json["detail"].startswith("version:")
 
 
 def test_every_profile_has_its_file(json_root, upstream_tree):
@@ -360,11 +364,12 @@ def test_find_the_target_of_a_board_name(loaded):
         assert nothing is None
 
 
-def test_unknown_profile_of_a_loaded_target_is_still_404(loaded):
+def test_unknown_profile_of_a_loaded_target_is_400_naming_it(loaded):
     response = loaded.test_client().post(
         "/api/v1/build", json=C7 | {"profile": "tplink_archer-c7-v9"}
     )
-    assert response.status_code == 404
+    assert response.status_code == 400
+    assert response.json["detail"].startswith("profile:")
     assert "tplink_archer-c7-v" in response.json["detail"]
 
 
@@ -475,7 +480,7 @@ def test_a_second_distribution_beside_openwrt(app, other_upstream):
         == 202
     )
     nosuch = client.post("/api/v1/build", json=body | {"distro": "nosuch"})
-    assert nosuch.status_code == 404 and "distribution" in nosuch.json["detail"]
+    assert nosuch.status_code == 400 and "distribution" in nosuch.json["detail"]
 
 
 def test_a_distribution_signed_by_an_untrusted_key_loads_nothing(app, other_upstream):

@@ -102,8 +102,8 @@ def test_2017_update_request(loaded):
 @pytest.mark.parametrize(
     ("change", "status"),
     [
-        ({"version": "99.99.9"}, 404),
-        ({"target": "nosuch/target"}, 404),
+        ({"version": "99.99.9"}, 400),
+        ({"target": "nosuch/target"}, 400),
         ({"installed": {"luci": "1.0; reboot"}}, 400),
         ({"version": ["23.05.4"]}, 400),
     ],

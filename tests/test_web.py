@@ -202,7 +202,7 @@ def test_the_json_the_page_reads(client, app_config):
         "/api/v1/devices/23.05.4/no/such/tplink_archer-c7-v5",
     ):
         answer = client.get(missing)
-        assert answer.status_code == 404 and answer.json["status"] == 404, missing
+        assert answer.status_code == 400 and answer.json["status"] == 400, missing
 
     # Once the janitor has written overview.json, its branches name the versions.
     overview = Path(app_config["public_path"]) / "json/v1/overview.json"
