@@ -35,6 +35,7 @@ def summary():
     """Everything at a glance: requests, builds, days, the most asked for."""
     connection = _connection()
     return {
+        "queue_length": status.queue_length(connection),
         "requests": stats.request_summary(connection),
         "builds": stats.build_summary(connection),
         "queue_wait_seconds": stats.histogram(connection, "queue_wait"),

@@ -656,7 +656,7 @@ def _result(request, profiles, images, manifest, result, job, info, rq_job) -> d
             "build_cmd": job.log,
             "stdout": result.stdout,
             "stderr": result.stderr,
-            "request": request.as_dict(),
+            "request": request.echo(),
             "version_code": profiles.get("version_code", info.revision),
             "detail": "done",
             "status": 200,

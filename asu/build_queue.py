@@ -146,7 +146,11 @@ def answer(job: Job) -> Answer:
     if status == JobStatus.FINISHED:
         result = job.return_value()
         if isinstance(result, dict):
-            return Answer(200, result | {"status": 200, "detail": "done"})
+            return Answer(
+                200,
+                result | {"status": 200, "detail": "done"},
+                {"X-Imagebuilder-Status": "done"},
+            )
         return _failed(job, base)
     if status == JobStatus.FAILED:
         return _failed(job, base)

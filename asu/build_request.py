@@ -46,6 +46,11 @@ ESCAPING_URL_PATH = re.compile(r"(?:^|/)\.{1,2}(?:/|$)|//|%2e|%2f|%5c", re.IGNOR
 #: The full SHA-256 naming a build (``request_hash``, ``bin_dir``).
 REQUEST_HASH = re.compile(r"^[0-9a-f]{64}$", re.ASCII)
 REPOSITORY_KEY = re.compile(r"^[A-Za-z0-9+/]{40,120}={0,2}$", re.ASCII)
+#: ``auc (0.3.2)``: a name, a space and the version in parentheses.
+AGENT_WITH_VERSION = re.compile(
+    r"^([A-Za-z0-9][A-Za-z0-9_.+-]{0,49}) \(([A-Za-z0-9][A-Za-z0-9_.+~-]{0,48})\)",
+    re.ASCII,
+)
 
 FILESYSTEMS = ("squashfs", "ext4", "ubifs", "jffs2")
 REPOSITORIES_MODES = ("append", "replace")
@@ -89,11 +94,20 @@ class BuildRequest:
         return fields
 
     def as_dict(self) -> dict[str, Any]:
-        """The normalised request, as echoed back to clients in ``request``."""
+        """The normalised request, as a job carries it."""
         data = asdict(self)
         data["packages"] = list(self.packages)
         data["repository_keys"] = list(self.repository_keys)
         return data
+
+    def echo(self) -> dict[str, Any]:
+        """The normalised request as echoed back to clients in ``request``: a
+        text field the client left out is null, not an empty string (``owut``
+        tests ``request.defaults`` and shows ``request.version_code``)."""
+        return {
+            key: None if key in _ABSENT_WHEN_EMPTY and not value else value
+            for key, value in self.as_dict().items()
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BuildRequest:
@@ -113,6 +127,10 @@ class BuildRequest:
     def with_target(self, target: str) -> BuildRequest:
         """The same request for the target its profile was found in."""
         return replace(self, target=target)
+
+
+#: Text fields whose empty value means the client did not send them.
+_ABSENT_WHEN_EMPTY = frozenset({"defaults", "filesystem", "version_code", "client"})
 
 
 def _canonical(data: Mapping[str, Any]) -> bytes:
@@ -373,5 +391,14 @@ def _client(value: Any, user_agent: str) -> str:
         return value
     if value not in (None, ""):
         raise RequestError(f"client {_show(value)} is not valid (use name/version)")
+    return client_from_agent(user_agent)
+
+
+def client_from_agent(user_agent: str) -> str:
+    """The client a ``User-Agent`` names: ``owut/2024.07.01`` as it is, auc's
+    ``auc (0.3.2)`` as ``auc/0.3.2``; empty when it names none."""
+    parenthesised = AGENT_WITH_VERSION.match(user_agent)
+    if parenthesised:
+        return f"{parenthesised[1]}/{parenthesised[2]}"
     agent = user_agent.split(" ", 1)[0]
     return agent if CLIENT.fullmatch(agent) else ""

@@ -9,6 +9,11 @@ from rq.worker import WorkerStatus
 from asu.build_queue import get_queue
 
 
+def queue_length(connection: redis.Redis) -> int:
+    """How many builds wait for a worker."""
+    return get_queue(connection).count
+
+
 def backend(connection: redis.Redis) -> dict[str, int]:
     """``queue_length``, ``workers`` and ``workers_busy`` read from Redis now."""
     queue = get_queue(connection)

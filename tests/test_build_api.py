@@ -60,8 +60,15 @@ def test_opkg_build_end_to_end(base, app_config, tmp_path):
         "titles"
     ]
     assert "tplink,archer-c7-v5" in result["supported_devices"]
+    assert response.headers["X-Imagebuilder-Status"] == "done"
     assert result["request"]["defaults"] == defaults
     assert result["request"]["profile"] == "tplink_archer-c7-v5"
+    assert result["request"]["version_code"] is None  # not sent: null, not ""
+    assert result["request"]["filesystem"] is None
+    for method in (requests.get, requests.head):
+        polled = method(f"{base}/api/v1/build/{result['request_hash']}?1700000")
+        assert polled.status_code == 200
+        assert polled.headers["X-Imagebuilder-Status"] == "done"
     assert result["manifest"]["luci"] and result["manifest"]["htop"]
     assert len(result["request_hash"]) == 64
 

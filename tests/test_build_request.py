@@ -76,6 +76,32 @@ def test_client_does_not_change_the_hash():
     assert b.client == "auc/0.3.2"
 
 
+@pytest.mark.parametrize(
+    ("agent", "client"),
+    [
+        ("auc (0.3.2)", "auc/0.3.2"),  # as auc sends it: "<argv[0]> (<version>)"
+        ("owut/2024.07.01-r1", "owut/2024.07.01-r1"),
+        ("python-requests/2.32.3", "python-requests/2.32.3"),
+        ("Mozilla/5.0 (X11; Linux x86_64)", "Mozilla/5.0"),
+        ("(nothing)", ""),
+        ("", ""),
+    ],
+)
+def test_client_from_user_agent(agent, client):
+    assert parse(minimal(), user_agent=agent).client == client
+
+
+def test_echo_has_null_for_what_the_client_left_out():
+    echoed = parse(minimal(packages=["htop"])).echo()
+    assert echoed["defaults"] is None and echoed["version_code"] is None
+    assert echoed["filesystem"] is None and echoed["rootfs_size_mb"] is None
+    assert echoed["packages"] == ["htop"] and echoed["diff_packages"] is False
+    sent = parse(minimal(defaults="echo hi", rootfs_size_mb="64", filesystem="ext4"))
+    assert sent.echo()["defaults"] == "echo hi"
+    assert sent.echo()["rootfs_size_mb"] == 64
+    assert sent.echo()["filesystem"] == "ext4"
+
+
 def test_packages_versions_keys_replace_packages():
     request = parse(minimal(packages=["htop"], packages_versions={"luci": "1.0-r1"}))
     assert request.packages == ("luci",)

@@ -25,6 +25,7 @@ def test_requests_builds_failures_and_popularity_end_to_end(
     body = C7 | {"client": "stats-test/1.0"}
     assert post(live_server, body).json()["detail"] == "queued"
     assert post(live_server, body).json()["detail"] == "queued"  # joins the job
+    assert client.get("/api/v1/stats").json["queue_length"] == 1
     request.getfixturevalue("worker")
     assert wait_for(live_server, body).status_code == 200  # joins, then polls
     assert post(live_server, body).status_code == 200  # a kept result: a hit
@@ -33,6 +34,7 @@ def test_requests_builds_failures_and_popularity_end_to_end(
     assert failed.status_code == 500, explain(failed)
 
     summary = client.get("/api/v1/stats").json
+    assert summary["queue_length"] == 0
     assert summary["requests"] == {
         "total": 5,
         "hit": 1,
