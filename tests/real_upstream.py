@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-REAL = REPO.parent / "shared" / "real-imagebuilder"
+SHARED = REPO.parent / "shared"
+REAL = SHARED / "real-imagebuilder"
 DOWNLOADS = REAL / "downloads"
 VERSION = "24.10.4"
 TARGET_DIR = f"releases/{VERSION}/targets/x86/64"
@@ -29,9 +30,16 @@ def slice_key() -> str:
 
 def require() -> None:
     """Skip unless the real slice is there; with ``ASU_REQUIRE_SHARED`` (CI) fail."""
-    if DOWNLOADS.is_dir():
-        return
-    reason = f"the real ImageBuilder slice is not at {REAL}"
+    shared("real-imagebuilder/downloads")
+
+
+def shared(relative: str) -> Path:
+    """``../shared/<relative>``; skip when it is absent, fail under CI
+    (``ASU_REQUIRE_SHARED``)."""
+    path = SHARED / relative
+    if path.exists():
+        return path
+    reason = f"the real artifacts are not at {path}"
     if os.environ.get("ASU_REQUIRE_SHARED"):
         pytest.fail(f"{reason}, and CI requires it")
     pytest.skip(reason)

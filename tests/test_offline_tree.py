@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import subprocess
 import tarfile
 
 import pytest
 import requests
+from real_upstream import shared
 
 from asu.offline.tree import PUBLIC_URL, generate, signing_key
 from asu.usign import SecretKey, UsignError, verify
@@ -45,6 +47,39 @@ def test_real_profiles_json(upstream):
     assert {"model": "Archer C7", "vendor": "TP-Link", "variant": "v5"} in c7["titles"]
     assert "kmod-ath10k-ct" in c7["device_packages"]
     assert "wpad-basic-mbedtls" in profiles["default_packages"]
+
+
+def profile_entries(overview: dict) -> set[tuple[str, str, str]]:
+    return {
+        (p["id"], p["target"], json.dumps(p["titles"], sort_keys=True))
+        for p in overview["profiles"]
+    }
+
+
+def test_overview_json_is_the_real_one(upstream):
+    """The firmware selector reads each release's ``.overview.json`` from another
+    origin: the stand-in publishes the real one's content, CORS allowed."""
+    answer = requests.get(f"{upstream.url}/releases/23.05.4/.overview.json")
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    ours = answer.json()
+    real_path = "openwrt-samples/downloads/releases/23.05.4/.overview.json"
+    real = json.loads(shared(real_path).read_text())
+    assert list(ours) == list(real) == ["release", "profiles"]
+    assert ours["release"] == real["release"] == "23.05.4"
+    assert profile_entries(ours) == profile_entries(real)
+    assert [list(p) for p in ours["profiles"][:1]] == [["id", "titles", "target"]]
+
+
+@pytest.mark.parametrize(
+    ("path", "release"),
+    [("releases/24.10.4", "24.10.4"), ("snapshots", "SNAPSHOT")],
+)
+def test_overview_json_of_newer_releases_and_snapshots(upstream, path, release):
+    ours = requests.get(f"{upstream.url}/{path}/.overview.json").json()
+    assert ours["release"] == release
+    real_path = "real-imagebuilder/downloads/releases/24.10.4/.overview.json"
+    (generic,) = json.loads(shared(real_path).read_text())["profiles"]
+    assert generic in ours["profiles"]  # x86/64 generic, as the real 24.10.4 has it
 
 
 def test_apk_profiles_carry_the_kernel(upstream):

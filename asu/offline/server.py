@@ -2,6 +2,8 @@
 
 Files carry ``Last-Modified`` and an ``ETag`` and answer conditional requests with
 304, so that a client that asks again for an unchanged file costs almost nothing.
+Every answer allows any origin (``Access-Control-Allow-Origin: *``), as
+downloads.openwrt.org does: the firmware selector reads it from another origin.
 Every request is recorded (method, path, status) for tests to inspect.
 """
 
@@ -38,6 +40,7 @@ class _Handler(SimpleHTTPRequestHandler):
     def end_headers(self):
         if getattr(self, "_etag", None):
             self.send_header("ETag", self._etag)
+        self.send_header("Access-Control-Allow-Origin", "*")
         super().end_headers()
 
     def log_error(self, format, *args):

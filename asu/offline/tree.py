@@ -5,6 +5,7 @@
 keys/<key id>                                   the usign test key that signs everything
 keys/offline-upstream.pem                       the apk test key that signs packages.adb
 releases/<version>/.targets.json                {target: package arch}
+releases/<version>/.overview.json               the firmware selector: release, profiles
 releases/<version>/targets/<t>/<s>/profiles.json, sha256sums, sha256sums.sig
 releases/<version>/targets/<t>/<s>/openwrt-imagebuilder-….tar.xz|.tar.zst
 releases/<version>/targets/<t>/<s>/packages/    the target's own packages
@@ -188,6 +189,7 @@ def _write_release(root: Path, release: Release, key: SecretKey) -> None:
         root / ".targets.json",
         {target: p["arch_packages"] for target, p in sorted(all_profiles.items())},
     )
+    _write_json(root / ".overview.json", overview_json(release, all_profiles))
     for target, profiles in sorted(all_profiles.items()):
         target_dir = root / "targets" / target
         _write_json(target_dir / "profiles.json", profiles)
@@ -198,6 +200,19 @@ def _write_release(root: Path, release: Release, key: SecretKey) -> None:
         for feed, packages in world.feeds.items():
             feed_dir = root / "packages" / arch / feed
             _write_feed(feed_dir, _for_arch(packages.values(), arch), world, arch, key)
+
+
+def overview_json(release: Release, all_profiles: dict[str, dict]) -> dict:
+    """``.overview.json`` as the downloads server publishes it for the firmware
+    selector: the release and every profile of every target, with its titles."""
+    return {
+        "release": release.version,
+        "profiles": [
+            {"id": profile_id, "titles": profile["titles"], "target": target}
+            for target, profiles in sorted(all_profiles.items())
+            for profile_id, profile in profiles["profiles"].items()
+        ],
+    }
 
 
 def _release_world(release: Release) -> World:
