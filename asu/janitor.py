@@ -13,7 +13,8 @@ Indexes are loaded only when signed by the distribution: opkg's ``Packages`` wit
 a usign ``Packages.sig``, apk's ``packages.adb`` with its signature block checked
 against the apk keys (``index.json`` only where a directory has no
 ``packages.adb``). A feed that fails the check is skipped with a warning.
-4. ``branches.json``, ``latest.json`` and ``overview.json``.
+4. ``branches.json``, ``latest.json`` and ``overview.json``, and each version's
+   ``<path>/overview.json`` when one of its targets changed.
 
 ``init`` (``force``) fetches everything; ``update`` asks conditionally, so an
 unchanged upstream answers each request with a 304 and nothing is rewritten. A
@@ -51,7 +52,7 @@ from asu.build_request import TARGET
 from asu.config import Config
 from asu.distributions import Distribution, distributions
 from asu.janitor_store import TargetState
-from asu.json_tree import JsonTree
+from asu.json_tree import JsonTree, version_overview
 from asu.package_changes import revision_number
 from asu.package_index import INDEX_FILES, PackageIndex
 from asu.signing import public_key_line
@@ -258,9 +259,14 @@ class _Pass:
         states = janitor_store.target_states(
             self.connection, self.distro, version, targets
         )
+        before = dict(states)
         for target in self.report.items(sorted(targets), f"{self.distro} {version}"):
             states[target] = self._sync_target(context, target, states[target])
-        self._remove_targets(context, set(previous) - set(targets))
+        gone = set(previous) - set(targets)
+        self._remove_targets(context, gone)
+        changed = gone or any(states[t] is not before[t] for t in targets)
+        if changed or self.force or not self.tree.has_version_overview(path):
+            self._write_version_overview(branch, context, targets)
         loaded = [state for state in states.values() if state is not None]
         if context.index_name:
             for arch in sorted({s.arch for s in loaded if s.indexed}):
@@ -278,6 +284,27 @@ class _Pass:
             answer,
         )
         return facts
+
+    def _write_version_overview(
+        self, branch: branches.Branch, context: _Version, targets: dict[str, str]
+    ) -> None:
+        """``<path>/overview.json`` from the ``profiles.json`` of every loaded
+        target of the version."""
+        names = sorted(targets)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for target in names:
+                pipe.get(keys.profiles(self.distro, context.name, target))
+            stored = pipe.execute()
+        profiles = {
+            target: document
+            for target, raw in zip(names, stored, strict=True)
+            if raw is not None and isinstance(document := json.loads(raw), dict)
+        }
+        image_url = self.distribution.url(f"{context.path}/targets/{{target}}")
+        self.tree.write_version_overview(
+            context.path,
+            version_overview(branch.name, context.name, image_url, profiles),
+        )
 
     def _usable_targets(self, version: str, targets: dict) -> dict[str, str]:
         usable = {

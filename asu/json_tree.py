@@ -2,6 +2,7 @@
 
 ```
 overview.json, branches.json, latest.json
+<path>/overview.json                                 every profile (2020 selectors)
 <path>/targets/<target>/<subtarget>/<profile>.json   one per profile and alias
 <path>/targets/<target>/<subtarget>/index.json       {architecture, packages}
 <path>/packages/<arch>-index.json                    {package: version} of the feeds
@@ -62,6 +63,24 @@ def profile_document(profiles_json: dict, profile_id: str) -> dict:
     )
 
 
+def version_overview(
+    branch: str, version: str, image_url: str, profiles_by_target: Mapping[str, dict]
+) -> dict:
+    """``<path>/overview.json``, which the firmware selectors of 2020 to 2023
+    read: every profile of the version with its titles, and where its images are
+    (``image_url`` keeps ``{target}`` for the selector to fill in)."""
+    return {
+        "branch": branch,
+        "release": version,
+        "image_url": image_url,
+        "profiles": [
+            {"id": profile_id, "target": target, "titles": profile.get("titles", [])}
+            for target, profiles_json in sorted(profiles_by_target.items())
+            for profile_id, profile in profiles_json.get("profiles", {}).items()
+        ],
+    }
+
+
 class JsonTree:
     """The ``/json/v1`` tree of one distribution below ``root``."""
 
@@ -105,6 +124,13 @@ class JsonTree:
         directory = self.root / version_path / "targets" / target
         for path in directory.glob("*.json"):
             path.unlink(missing_ok=True)
+
+    def write_version_overview(self, version_path: str, document: dict) -> None:
+        """``<path>/overview.json`` of one version."""
+        write_json(self.root / version_path / "overview.json", document)
+
+    def has_version_overview(self, version_path: str) -> bool:
+        return (self.root / version_path / "overview.json").is_file()
 
     def write_feeds(
         self, version_path: str, arch: str, packages: Mapping[str, str]

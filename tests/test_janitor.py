@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from rq import Queue
 from rq.job import Job
 from upstreams import snapshot_only
@@ -197,6 +198,12 @@ PROFILE = {
     "supported_devices": Optional([str]),
 }
 TARGET_INDEX = {"architecture": str, "packages": {str: str}}
+VERSION_OVERVIEW = {
+    "branch": str,
+    "release": str,
+    "image_url": str,
+    "profiles": [{"id": str, "target": str, "titles": [dict]}],
+}
 
 
 def test_every_json_file_has_the_contract_shape(json_root):
@@ -204,11 +211,13 @@ def test_every_json_file_has_the_contract_shape(json_root):
     for path in sorted(json_root.rglob("*.json")):
         data = json.loads(path.read_text())
         name = str(path.relative_to(json_root))
-        if path.name == "overview.json":
+        if name == "overview.json":
             check(data, OVERVIEW, name)
             assert list(data["branches"]) == [
                 b["name"] for b in data["branches"].values()
             ]
+        elif path.name == "overview.json":
+            check(data, VERSION_OVERVIEW, name)
         elif path.name == "branches.json":
             check(data, [BRANCH], name)
         elif path.name == "latest.json":
@@ -245,6 +254,32 @@ def test_overview_names_the_server_and_its_key(loaded, json_root):
         (c.get("source"), c.get("target")) for c in branches["24.10"]["package_changes"]
     }
     assert ("auc", "owut") in changes and ("opkg", "apk-mbedtls") not in changes
+
+
+def test_each_version_has_the_overview_of_the_2020_selectors(
+    loaded, json_root, upstream
+):
+    """Every profile of every target, as in upstream's ``.overview.json``, and
+    where the selector finds the images of one (it fills in ``{target}``)."""
+    for path, branch, release in (
+        ("releases/23.05.4", "23.05", "23.05.4"),
+        ("releases/25.12.0", "25.12", "25.12.0"),
+        ("snapshots", "SNAPSHOT", "SNAPSHOT"),
+    ):
+        answer = loaded.test_client().get(f"/json/v1/{path}/overview.json")
+        overview = answer.json
+        assert overview["branch"] == branch and overview["release"] == release
+        assert overview["image_url"] == f"{upstream.url}/{path}/targets/{{target}}"
+        published = requests.get(f"{upstream.url}/{path}/.overview.json").json()
+        entry = ("id", "target", "titles")
+        assert sorted(tuple(p[k] for k in entry) for p in overview["profiles"]) == (
+            sorted(tuple(p[k] for k in entry) for p in published["profiles"])
+        )
+    c7 = {"id": "tplink_archer-c7-v5", "target": "ath79/generic"}
+    old = json.loads((json_root / "releases/23.05.4/overview.json").read_text())
+    (found,) = [p for p in old["profiles"] if c7.items() <= p.items()]
+    image_dir = old["image_url"].format(target=found["target"])
+    assert requests.get(f"{image_dir}/profiles.json").json()["profiles"][c7["id"]]
 
 
 # -- serving the tree --------------------------------------------------------------
