@@ -8,6 +8,7 @@ profile but a fresh one.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,31 @@ def binaries() -> tuple[str, str]:
     return chromium, driver
 
 
+def wait(driver, condition, timeout: float, what: str, state=lambda driver: ""):
+    """Poll ``condition(driver)`` until it returns something true; return it.
+    On a timeout the failure says what ``state(driver)`` reads on the page."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition(driver)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(
+        f"{what} did not happen in {timeout} s; page says {state(driver)!r}"
+    )
+
+
+def saved(downloads: Path, name: str, timeout: float = 30) -> bytes:
+    """The bytes of the download ``name`` once Chromium has finished it (it
+    writes ``name.crdownload`` and renames it at the end)."""
+    path = downloads / name
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        assert time.monotonic() < deadline, f"{name} was not downloaded"
+        time.sleep(0.1)
+    return path.read_bytes()
+
+
 def start(profile: Path, downloads: Path):
     """A Chrome WebDriver with a fresh profile that saves downloads to ``downloads``."""
     from selenium import webdriver
@@ -55,6 +81,8 @@ def start(profile: Path, downloads: Path):
         {
             "download.default_directory": str(downloads),
             "download.prompt_for_download": False,
+            # several downloads from one page, as a person clicking each image
+            "profile.default_content_setting_values.automatic_downloads": 1,
             "safebrowsing.enabled": False,
         },
     )

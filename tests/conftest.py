@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import browser
+import demo_stack
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
@@ -198,3 +200,25 @@ def live_server(app):
     """The app under a real WSGI server on loopback; yields its base URL."""
     with serving(app) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def demo(loaded, upstream, loaded_settings, tmp_path_factory) -> demo_stack.Demo:
+    """``make demo``'s pieces for a module: the janitor-loaded app served over
+    HTTP and one worker, shared by the module's tests and their builds."""
+    config = loaded.config["ASU"]
+    environ = config_environ(demo_stack.overrides(config) | loaded_settings)
+    logs = tmp_path_factory.mktemp("demo")
+    with serving(loaded) as url, demo_stack.worker(config, logs, environ):
+        yield demo_stack.Demo(url, upstream.url, config)
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """A headless Chromium with a fresh profile; yields (driver, download dir)."""
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = browser.start(tmp_path / "profile", downloads)
+    driver.set_page_load_timeout(30)
+    yield driver, downloads
+    driver.quit()

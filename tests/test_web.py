@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 
 import browser
 import pytest
 import requests
+from browser import saved
 
 from asu import devices
 
@@ -28,27 +28,13 @@ def screenshots(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def chromium(tmp_path):
-    """A headless Chromium with a fresh profile; yields (driver, download dir)."""
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    driver = browser.start(tmp_path / "profile", downloads)
-    driver.set_page_load_timeout(30)
-    yield driver, downloads
-    driver.quit()
-
-
 def wait(driver, condition, timeout: float = 30, what: str = "the page"):
     """Poll ``condition(driver)`` until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition(driver)
-        if value:
-            return value
-        time.sleep(0.1)
-    failure = driver.find_element("id", "failure-detail").text
-    raise AssertionError(f"{what} did not happen in {timeout} s; page says {failure!r}")
+    return browser.wait(driver, condition, timeout, what, _failure)
+
+
+def _failure(driver) -> str:
+    return driver.find_element("id", "failure-detail").text
 
 
 def by_id(driver, element_id: str):
@@ -132,9 +118,7 @@ def test_search_build_download_and_statistics(
     link = row.find_element("tag name", "a")
     shown_sha256 = row.find_element("css selector", "td.hash").text
     link.click()
-    saved = downloads / link.text
-    wait(driver, lambda d: saved.is_file(), what="the download")
-    data = saved.read_bytes()
+    data = saved(downloads, link.text)
     assert hashlib.sha256(data).hexdigest() == shown_sha256
     assert requests.get(link.get_attribute("href"), timeout=30).content == data
 
