@@ -519,8 +519,10 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
     if result.returncode != 0:
         kind, detail = _manifest_error(result.stderr + result.stdout, job)
         raise BuildError(detail, *_out(result), kind=kind)
-    manifest = parse_manifest(result.stdout)
     package_format = feeds.package_format(job.source)
+    manifest = parse_manifest(result.stdout)
+    if package_format == "apk":
+        manifest = _without_abi(manifest, job.mirrored)
     mismatches = [
         f"{name} {manifest.get(name, 'not installed')} instead of {version}"
         for name, version in sorted(request.packages_versions.items())
@@ -535,6 +537,21 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
             kind="packages_versions",
         )
     return manifest
+
+
+def _without_abi(
+    manifest: dict[str, str], mirrored: list[feeds.Mirrored]
+) -> dict[str, str]:
+    """apk's manifest names libraries with their ABI version (``libgcc1``), which
+    ``STRIP_ABI`` does not remove there: the names the feeds' indexes tag with
+    one become the plain names clients use (``libgcc``)."""
+    plain = {
+        entry.name: apk_index.plain_name(entry.info)
+        for feed in mirrored
+        for entry in feed.entries
+        if entry.info is not None
+    }
+    return {plain.get(name, name): version for name, version in manifest.items()}
 
 
 def _manifest_error(output: str, job: Job) -> tuple[str, str]:

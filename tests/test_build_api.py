@@ -104,6 +104,9 @@ def test_apk_world_builds(base, upstream, tmp_path):
     result = response.json()
     assert result["manifest"]["apk-mbedtls"]
     assert result["manifest"]["htop"]
+    # Names as index.json and clients have them: apk prints libubox20260213.
+    assert result["manifest"]["libubox"] and result["manifest"]["libgcc"]
+    assert not [name for name in result["manifest"] if name.startswith("libubox2")]
     # The worker fetched the feeds' packages.adb and the packages for the sandbox.
     fetched = {path for _, path, _ in upstream.request_log}
     feed = "/releases/25.12.0/packages/x86_64/packages"
