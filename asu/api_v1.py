@@ -7,7 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from rq import Worker
 
 import asu
-from asu import build_queue, intake, metadata, request_body
+from asu import build_queue, intake, metadata, openapi, request_body
 from asu.build_queue import Answer
 from asu.build_request import TARGET, VERSION, RequestError, parse_build_request
 from asu.distributions import DEFAULT_DISTRO
@@ -76,3 +76,9 @@ def health():
         "workers": workers,
         "version": asu.__version__,
     }
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """This API described in OpenAPI 3.1, with this server's limits."""
+    return openapi.document(current_app.config["ASU"])

@@ -33,7 +33,9 @@ class RequestError(Exception):
 VERSION = re.compile(
     r"^(?:[0-9]{2}\.[0-9]{2}(?:\.[0-9]{1,3}(?:-rc[0-9]{1,2})?|-SNAPSHOT)|SNAPSHOT)$"
 )
-TARGET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}/[a-z0-9][a-z0-9_-]{0,31}$", re.ASCII)
+#: One half of ``target/subtarget``.
+TARGET_PART = r"[a-z0-9][a-z0-9_-]{0,31}"
+TARGET = re.compile(rf"^{TARGET_PART}/{TARGET_PART}$", re.ASCII)
 PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_,.+-]{0,99}$", re.ASCII)
 PACKAGE = re.compile(r"^[a-z0-9][a-z0-9_.+-]{0,127}$", re.ASCII)
 PACKAGE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~:-]{0,99}$", re.ASCII)

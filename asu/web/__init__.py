@@ -1,4 +1,5 @@
-"""The web page people open: build an image (``/``) and see statistics (``/stats``).
+"""The web page people open: build an image (``/``), see statistics (``/stats``)
+and read the API (``/api``).
 
 Plain HTML from templates, one stylesheet and a little JavaScript; the pages get
 all their data from the JSON API (``/api/v1/…``), as any other client does.
@@ -29,3 +30,9 @@ def index():
 def statistics():
     """Charts of builds, the cache and what people build."""
     return render_template("stats.html", version=asu.__version__)
+
+
+@bp.get("/api")
+def api():
+    """The OpenAPI document (``/api/v1/openapi.json``) as a page people read."""
+    return render_template("api.html", version=asu.__version__)
