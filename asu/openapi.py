@@ -427,6 +427,35 @@ def _build_paths() -> dict[str, Any]:
     }
 
 
+def _store_paths() -> dict[str, Any]:
+    """``/store/<bin_dir>/<file>``: a finished build's files, each image with its
+    usign signature as ``<file>.sig``."""
+    parameters = [
+        _parameter("bin_dir", _text(rules.REQUEST_HASH), "the result's bin_dir"),
+        _parameter("file", _text(r"[^/]+"), "an image's name, or with .sig"),
+    ]
+    download = {
+        "parameters": parameters,
+        "tags": ["build"],
+        "responses": {
+            "200": {
+                "description": "the file with its true length",
+                "headers": {
+                    "Content-Length": {"required": True, "schema": {"type": "string"}}
+                },
+                "content": {"*/*": {}},
+            },
+            "404": _error("no such file in the store"),
+        },
+    }
+    return {
+        "/store/{bin_dir}/{file}": {
+            "get": {"summary": "A file of a build", **download},
+            "head": {"summary": "A file of a build, headers only", **download},
+        }
+    }
+
+
 def _metadata_paths() -> dict[str, Any]:
     version = _parameter("version", _text(rules.VERSION))
     target = _parameter("target", _text(rules.TARGET_PART))
@@ -575,6 +604,7 @@ def document(config: Config) -> dict[str, Any]:
         ],
         "paths": {
             **_build_paths(),
+            **_store_paths(),
             **_metadata_paths(),
             **_operations_paths(),
             **_json_v1_paths(),
