@@ -99,7 +99,7 @@ def test_the_firmware_selector_builds_and_downloads(
 
 @dataclass(frozen=True)
 class Router:
-    """A device as it runs before the upgrade: the release it upgrades to."""
+    """A router as it runs before its upgrade (to the release it is listed under)."""
 
     target: str
     profile: str  # the profile id its image is built from
@@ -152,7 +152,7 @@ INIT_SCRIPT = "uci set system.@system[0].hostname='owut-built'\nuci commit syste
 ROOTFS_SIZE_MB = 256
 
 
-def device(demo, version: str, client: str) -> Device:
+def router_of(demo, version: str, client: str) -> Device:
     """The router of ``version`` as its client sees it: the image's default
     packages, LuCI, htop and the client itself where the release has it, at the
     versions the new release has but htop (older: something to upgrade)."""
@@ -167,9 +167,9 @@ def device(demo, version: str, client: str) -> Device:
     names += ["luci", "luci-app-attendedsysupgrade", "htop", CLIENTS[client]]
     json_v1 = f"{demo.url}/json/v1/{path}"
     arch = profiles["arch_packages"]
-    available = requests.get(f"{json_v1}/packages/{arch}-index.json").json()
-    index = requests.get(f"{json_v1}/targets/{router.target}/index.json").json()
-    available |= index["packages"]
+    feeds = requests.get(f"{json_v1}/packages/{arch}-index.json", timeout=30)
+    index = requests.get(f"{json_v1}/targets/{router.target}/index.json", timeout=30)
+    available = feeds.json() | index.json()["packages"]
     installed = {name: available[name] for name in names if name in available}
     installed["htop"] = "0.1-r1"
     return Device(
@@ -184,12 +184,12 @@ def device(demo, version: str, client: str) -> Device:
     )
 
 
-def _replay(client: str, base: str, router: Device) -> Outcome:
+def _replay(client: str, base: str, device: Device) -> Outcome:
     if client == "auc":
-        return auc.replay(base, router)
+        return auc.replay(base, device)
     if client == "owut":
-        return owut.replay(base, router, INIT_SCRIPT, ROOTFS_SIZE_MB)
-    return luci.replay(base, router, repost=client == "luci-repost")
+        return owut.replay(base, device, INIT_SCRIPT, ROOTFS_SIZE_MB)
+    return luci.replay(base, device, repost=client == "luci-repost")
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def replayed(demo) -> dict[tuple[str, str], Outcome | BaseException]:
     with ThreadPoolExecutor(len(CLIENTS) * len(ROUTERS)) as pool:
         futures = {
             (client, version): pool.submit(
-                _replay, client, demo.url, device(demo, version, client)
+                _replay, client, demo.url, router_of(demo, version, client)
             )
             for version in ROUTERS
             for client in CLIENTS
