@@ -10,8 +10,9 @@ import re
 import redis
 from flask import Blueprint, current_app, jsonify
 
-from asu import devices
+from asu import devices, metadata
 from asu.build_request import PROFILE, TARGET, VERSION, RequestError
+from asu.distributions import DEFAULT_DISTRO
 from asu.errors import error_response
 
 bp = Blueprint("api_devices", __name__, url_prefix="/api/v1")
@@ -57,6 +58,7 @@ def device(version: str, target: str, subtarget: str, profile: str):
     _check(TARGET, target, "target")
     _check(PROFILE, profile, "profile")
     config = current_app.config["ASU"]
+    metadata.target_profiles(_connection(), config, DEFAULT_DISTRO, version, target)
     found = devices.device(_connection(), config, version, target, profile)
     if found is None:
         raise RequestError(f"profile: no device {profile} of {target} in {version}")

@@ -48,18 +48,15 @@ def revision(version: str, target: str, subtarget: str):
     """The revision a version's target is at: ``{"revision": "r28427-6df0e3d02a"}``."""
     name = f"{target}/{subtarget}"
     config = current_app.config["ASU"]
-    known = None
-    if VERSION.fullmatch(version):
-        if TARGET.fullmatch(name):
-            found = metadata.revision(
-                _connection(), config, DEFAULT_DISTRO, version, name
-            )
-            if found is not None:
-                return {"revision": found}
-        known = metadata.targets(_connection(), config, DEFAULT_DISTRO, version)
-    if known is None:
+    if not VERSION.fullmatch(version):
         raise RequestError(f"version: unknown version {version[:40]!r}")
-    raise RequestError(f"target: unknown target {name[:80]!r} for version {version}")
+    if not TARGET.fullmatch(name):
+        raise RequestError(f"target: unknown target {name[:80]!r}")
+    found = metadata.revision(_connection(), config, DEFAULT_DISTRO, version, name)
+    if found is None:
+        metadata.target_profiles(_connection(), config, DEFAULT_DISTRO, version, name)
+        raise RequestError(f"target: no revision published for {version} {name}")
+    return {"revision": found}
 
 
 @bp.get("/health")

@@ -136,7 +136,9 @@ def resolve(
         key = keys.profile_names(request.distro, request.version, request.target)
         known = [name.decode() for name in connection.hkeys(key)]
     else:
-        profiles_json = _target_profiles(connection, config, request)
+        profiles_json = target_profiles(
+            connection, config, request.distro, request.version, request.target
+        )
         profile = resolve_profile(request.profile, profiles_json)
         known = list(profiles_json["profiles"])
     if profile is None:
@@ -162,25 +164,22 @@ def _with_found_target(
     return request.with_target(found)
 
 
-def _target_profiles(
-    connection: redis.Redis, config: Config, request: BuildRequest
+def target_profiles(
+    connection: redis.Redis, config: Config, distro: str, version: str, target: str
 ) -> dict:
-    """The request's ``profiles.json``, or a 400 for its version or target."""
-    known_targets = targets(connection, config, request.distro, request.version)
+    """The ``profiles.json`` of a loaded target, or a 400 naming ``version`` or
+    ``target``, whichever the janitor has not loaded."""
+    known_targets = targets(connection, config, distro, version)
     if known_targets is None:
-        raise RequestError(f"version: unknown version {request.version}")
-    if request.target not in known_targets:
+        raise RequestError(f"version: unknown version {version}")
+    if target not in known_targets:
         raise RequestError(
-            f"target: unknown target {request.target} for version {request.version}"
-            + _suggest(request.target, known_targets)
+            f"target: unknown target {target} for version {version}"
+            + _suggest(target, known_targets)
         )
-    profiles_json = profiles(
-        connection, config, request.distro, request.version, request.target
-    )
+    profiles_json = profiles(connection, config, distro, version, target)
     if profiles_json is None:
-        raise RequestError(
-            f"target: no profiles published for {request.version} {request.target}"
-        )
+        raise RequestError(f"target: no profiles published for {version} {target}")
     return profiles_json
 
 

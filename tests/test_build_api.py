@@ -94,6 +94,7 @@ def test_cached_answer_needs_no_queue(base, redis_url):
     queue = Queue("builds", connection=redis.Redis.from_url(redis_url))
     again = post(base, C7 | {"packages": ["htop", "+luci", "htop"]})
     assert again.status_code == 200
+    assert again.headers["X-Imagebuilder-Status"] == "done"
     assert again.json()["request_hash"] == first.json()["request_hash"]
     assert queue.count == 0
 

@@ -294,6 +294,6 @@ def test_requests_never_make_the_server_fetch_upstream(client, upstream):
         client.get("/api/v1/revision/23.05.4/ath79/generic"),
         client.get("/api/v1/versions"),
     ]
-    assert [a.status_code for a in answers[:5]] == [404] * 5
-    assert all(a.json["detail"] for a in answers[:5])
+    assert [a.status_code for a in answers[:5]] == [400] * 5
+    assert all(a.json["detail"].startswith("version:") for a in answers[:5])
     assert len(upstream.request_log) == before
