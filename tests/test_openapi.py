@@ -6,12 +6,11 @@ does not), answers none with a 5xx, none outside the document, and none late."""
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from conftest import serving
 from schemathesis.checks import max_response_time, not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -20,7 +19,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from werkzeug.serving import make_server
 
 from asu import build_request as rules
 from asu import openapi
@@ -100,10 +98,8 @@ def test_the_page_renders_the_document(live_server, chromium):
 @pytest.fixture(scope="module")
 def served(loaded) -> str:
     """The janitor-loaded app over HTTP (no worker: builds wait in the queue)."""
-    server = make_server("127.0.0.1", 0, loaded, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serving(loaded) as url:
+        yield url
 
 
 def _generated_from() -> schemathesis.BaseSchema:
@@ -124,13 +120,7 @@ def test_the_server_publishes_that_document(served):
     assert published == schema.raw_schema
 
 
-@schema.parametrize()
-@settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@schema.parametrize()  # drawn as the suite's hypothesis profile says (conftest)
 def test_generated_requests_get_documented_answers(case, served):
     case.call_and_validate(
         base_url=served,
