@@ -57,6 +57,8 @@ AGENT_WITH_VERSION = re.compile(
 FILESYSTEMS = ("squashfs", "ext4", "ubifs", "jffs2")
 REPOSITORIES_MODES = ("append", "replace")
 MAX_PACKAGES = 500
+#: More digits than any size a server allows.
+MAX_SIZE_DIGITS = 9
 MAX_REPOSITORIES = 16
 #: a PEM RSA key of 4096 bits is about 800 bytes
 MAX_PEM_KEY = 2000
@@ -294,17 +296,21 @@ def utf8_size(text: str) -> int:
 def _rootfs_size(value: Any, config: Config) -> int | None:
     if value is None or value == "":
         return None
+    limit = config.max_custom_rootfs_size_mb
+    out_of_range = RequestError(f"rootfs_size_mb must be between 1 and {limit}")
     if isinstance(value, bool):
         raise RequestError("rootfs_size_mb must be a number of megabytes")
     if isinstance(value, str):
-        if not value.isascii() or not value.strip().isdigit():
+        digits = value.strip()
+        if not digits.isascii() or not digits.isdigit():
             raise RequestError(f"rootfs_size_mb {_show(value)} is not a number")
-        value = int(value.strip())
+        if len(digits.lstrip("0")) > MAX_SIZE_DIGITS:  # not thousands of digits
+            raise out_of_range
+        value = int(digits)
     if not isinstance(value, int):
         raise RequestError("rootfs_size_mb must be a number of megabytes")
-    limit = config.max_custom_rootfs_size_mb
     if not 1 <= value <= limit:
-        raise RequestError(f"rootfs_size_mb must be between 1 and {limit}")
+        raise out_of_range
     return value
 
 

@@ -149,6 +149,7 @@ def test_round_trip_through_the_job():
         ({"rootfs_size_mb": True}, "rootfs_size_mb"),
         ({"filesystem": "ntfs"}, "filesystem"),
         ({"version_code": "r1 r2"}, "version_code"),
+        ({"rootfs_size_mb": "9" * 5000}, "rootfs_size_mb"),
         ({"repositories": {"x": "https://elsewhere.example/feed"}}, "repositories"),
         ({"repositories": {"a b": "https://feeds.example.org/"}}, "repositories"),
         ({"repositories": {"..": "https://feeds.example.org/x"}}, "repositories"),
