@@ -8,6 +8,7 @@ lists comma-separated, booleans ``true``/``false``, numbers as digits, durations
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import typing
@@ -109,6 +110,20 @@ class Config:
     def json_path(self) -> Path:
         """Where the static ``/json/v1`` tree is written."""
         return self.public_path / "json" / "v1"
+
+
+def environ_for(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The environment giving a process started from here ``settings``: this
+    process's environment without its ``ASU_*`` variables, and one ``ASU_*``
+    variable a setting (lists comma-separated, mappings as JSON, which YAML reads)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASU_")}
+    for key, value in settings.items():
+        if isinstance(value, list | tuple):
+            value = ",".join(map(str, value))
+        elif isinstance(value, Mapping):
+            value = json.dumps(value)
+        env[f"ASU_{key.upper()}"] = str(value)
+    return env
 
 
 def _convert(key: str, annotation: Any, value: Any) -> Any:

@@ -25,6 +25,7 @@ from pathlib import Path
 import redis
 
 from asu import create_app
+from asu.config import environ_for
 from asu.local_services import start_redis, stop
 from asu.offline import adb_writer
 from asu.offline.server import UpstreamServer
@@ -77,17 +78,12 @@ def _run(scratch: Path) -> str:
     return _table(rows, rates)
 
 
-def _environ(config: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASU_")}
-    return env | {f"ASU_{key.upper()}": value for key, value in config.items()}
-
-
 def _child(args: list[str], config: dict[str, str], cwd: Path) -> tuple[float, int]:
     """Run ``python -m flask --app asu <args>``: wall seconds and peak RSS in kB."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "asu", *args],
-        env=_environ(config),
+        env=environ_for(config),
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

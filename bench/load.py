@@ -34,6 +34,7 @@ from pathlib import Path
 
 import requests
 
+from asu.config import environ_for
 from asu.local_services import (
     flask_command,
     free_port,
@@ -65,7 +66,7 @@ def run(seconds: float = DEFAULT_SECONDS) -> str:
 def _run(scratch: Path, seconds: float) -> str:
     upstream = UpstreamServer(generate(scratch / "upstream", only=(VERSION,))).start()
     redis_proc, redis_url = start_redis(scratch / "redis")
-    env = _environ(
+    env = environ_for(
         {
             "redis_url": redis_url,
             "upstream_url": upstream.url,
@@ -77,6 +78,7 @@ def _run(scratch: Path, seconds: float) -> str:
     )
     services = _Services(scratch, env)
     try:
+        services.load_metadata()
         base = services.start()
         request_hash = _build(base, CACHED)
         steady = _phase(base, request_hash, seconds)
@@ -95,11 +97,6 @@ def _run(scratch: Path, seconds: float) -> str:
         ("a gunicorn process SIGKILLed", web_killed),
     ]
     return _table(phases, f"a new build by the new RQ worker took {rebuilt:.1f} s")
-
-
-def _environ(config: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASU_")}
-    return env | {f"ASU_{key.upper()}": value for key, value in config.items()}
 
 
 class _Services:
@@ -121,6 +118,13 @@ class _Services:
         base = f"http://{bind}"
         wait_until(lambda: http_ok(f"{base}/api/v1/health"), "gunicorn", self.web)
         return base
+
+    def load_metadata(self) -> None:
+        """``janitor init``: the server answers only for what it loaded."""
+        log = self.logs / "janitor.log"
+        janitor = spawn(flask_command("janitor", "init"), log, self.env, self.cwd)
+        if janitor.wait() != 0:
+            raise RuntimeError(f"janitor init failed, see {log}")
 
     def _start_worker(self):
         log = self.logs / "worker.log"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import requests
 from werkzeug.serving import make_server
 
 from asu import create_app, job_store
+from asu.config import environ_for
 from asu.local_services import spawn, start_redis, stop, wait_until
 from asu.offline.server import UpstreamServer
 
@@ -127,15 +127,10 @@ def _through_the_server(work: Path, feeds_url: str) -> tuple[dict, dict]:
 
 
 def _worker(config: dict, cwd: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASU_")}
-    for key, value in config.items():
-        env[f"ASU_{key.upper()}"] = (
-            ",".join(value) if isinstance(value, list) else value
-        )
     proc = spawn(
         [sys.executable, "-m", "flask", "--app", "asu", "worker"],
         log_path=cwd / "worker.log",
-        env=env,
+        env=environ_for(config),
         cwd=cwd,
     )
     connection = redis.Redis.from_url(config["redis_url"])

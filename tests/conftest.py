@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from werkzeug.serving import make_server
 
 from asu import create_app
+from asu.config import environ_for
 from asu.local_services import spawn, start_redis, stop, wait_until
 from asu.offline import adb_writer
 from asu.offline.server import UpstreamServer
@@ -155,16 +156,6 @@ def client(app):
     return app.test_client()
 
 
-def config_environ(config: dict) -> dict[str, str]:
-    """The environment that gives a process started here the same configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASU_")}
-    for key, value in config.items():
-        if isinstance(value, (list, tuple)):
-            value = ",".join(value)
-        env[f"ASU_{key.upper()}"] = str(value)
-    return env
-
-
 @pytest.fixture
 def worker(app_config, tmp_path):
     """One real RQ worker process (``flask --app asu worker``) for this test."""
@@ -172,7 +163,7 @@ def worker(app_config, tmp_path):
     proc = spawn(
         [sys.executable, "-m", "flask", "--app", "asu", "worker"],
         log_path=log,
-        env=config_environ(app_config),
+        env=environ_for(app_config),
         cwd=tmp_path,
     )
     connection = redis.Redis.from_url(app_config["redis_url"])
@@ -207,7 +198,7 @@ def demo(loaded, upstream, loaded_settings, tmp_path_factory) -> demo_stack.Demo
     """``make demo``'s pieces for a module: the janitor-loaded app served over
     HTTP and one worker, shared by the module's tests and their builds."""
     config = loaded.config["ASU"]
-    environ = config_environ(demo_stack.overrides(config) | loaded_settings)
+    environ = environ_for(demo_stack.overrides(config) | loaded_settings)
     logs = tmp_path_factory.mktemp("demo")
     with serving(loaded) as url, demo_stack.worker(config, logs, environ):
         yield demo_stack.Demo(url, upstream.url, config)

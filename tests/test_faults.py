@@ -17,13 +17,13 @@ import pytest
 import redis
 import requests
 from clients import X86_APK, explain, post, wait_for
-from conftest import config_environ, restore
+from conftest import restore
 from rq import Worker
 from rq.job import Job, JobStatus
 from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_target
 
 from asu import distributions, imagebuilder, upstream
-from asu.config import load_config
+from asu.config import environ_for, load_config
 from asu.local_services import free_port, spawn, start_redis, stop, wait_until
 from asu.offline.server import UpstreamServer
 
@@ -40,7 +40,7 @@ def start_worker(app_config: dict, log: Path) -> subprocess.Popen:
     return spawn(
         [sys.executable, "-m", "flask", "--app", "asu", "worker"],
         log_path=log,
-        env=config_environ(app_config),
+        env=environ_for(app_config),
         cwd=log.parent,
     )
 

@@ -33,6 +33,7 @@ from real_upstream import (
 from werkzeug.serving import make_server
 
 from asu import create_app, usign
+from asu.config import environ_for
 from asu.local_services import spawn, start_redis, stop, wait_until
 from asu.offline.server import UpstreamServer
 
@@ -103,20 +104,10 @@ class Server:
         self.workers = [self._worker(base, n) for n in range(2)]
 
     def _worker(self, base: Path, number: int):
-        import json
-        import os
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASU_")}
-        for key, value in self.config.items():
-            if isinstance(value, list):
-                value = ",".join(value)
-            elif isinstance(value, dict):
-                value = json.dumps(value)
-            env[f"ASU_{key.upper()}"] = str(value)
         proc = spawn(
             [sys.executable, "-m", "flask", "--app", "asu", "worker"],
             log_path=base / f"worker{number}.log",
-            env=env,
+            env=environ_for(self.config),
             cwd=base,
         )
         connection = redis.Redis.from_url(self.config["redis_url"])

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from conftest import config_environ
 
+from asu.config import environ_for
 from asu.local_services import free_port, port_open, wait_until
 from asu.run import has_janitor
 
@@ -88,7 +88,7 @@ class Run:
 @pytest.fixture
 def run_env(app_config, tmp_path) -> dict[str, str]:
     config = {k: v for k, v in app_config.items() if k != "redis_url"}
-    env = config_environ(config)
+    env = environ_for(config)
     env |= {"ASU_PORT": str(free_port()), "ASU_WORKERS": "2"}
     env |= {"ASU_JANITOR_INTERVAL": "3600", "WEB_CONCURRENCY": "1"}
     return env

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 from clients import download, explain, wait_for
-from conftest import config_environ
 from rq import Worker
 from unprivileged import NOBODY, runtime
 
+from asu.config import environ_for
 from asu.local_services import spawn, stop, wait_until
 
 X86_OPKG = {"version": "24.10.4", "target": "x86/64", "profile": "generic"}
@@ -57,7 +57,7 @@ def unprivileged_worker(app_config, scratch, nobody):
     proc = spawn(
         nobody.command("-m", "flask", "--app", "asu", "worker"),
         log_path=scratch / "worker.log",
-        env=nobody.environ(config_environ(app_config)),
+        env=nobody.environ(environ_for(app_config)),
         cwd=scratch,
     )
     connection = redis.Redis.from_url(app_config["redis_url"])
