@@ -16,19 +16,18 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from string import Template
 
 import pytest
 import requests
 import yaml
 from conftest import REPO
 
+from asu import local_nginx
 from asu.config import load_config
-from asu.local_services import free_port, port_open, spawn, stop, wait_until
+from asu.local_services import stop
 
 BIN = Path(sys.executable).parent
 SYSTEMD = REPO / "misc" / "systemd"
-NGINX_TEMPLATE = REPO / "misc" / "nginx" / "asu.conf.template"
 #: Where the units expect the installation; the tests map it onto this checkout.
 INSTALLED = "/srv/asu/.venv/bin/"
 
@@ -212,32 +211,15 @@ def test_systemd_units_verify(tmp_path):
 @pytest.fixture
 def nginx(tmp_path, live_server, app_config):
     """nginx from misc/nginx in front of the live app; yields its base URL."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.access(binary, os.X_OK):
-        pytest.skip("nginx is not installed (Debian package nginx-light)")
-    port = free_port()
-    server = Template(NGINX_TEMPLATE.read_text()).safe_substitute(
-        ASU_APP=live_server.removeprefix("http://"),
-        ASU_PUBLIC_PATH=str(Path(app_config["public_path"]).resolve()),
-        NGINX_PORT=str(port),
-    )
-    prefix = tmp_path / "nginx"
-    prefix.mkdir()
-    (prefix / "asu.conf").write_text(server)
-    user = "user root;" if os.geteuid() == 0 else ""
-    (prefix / "nginx.conf").write_text(
-        f"{user}\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
-        "events {}\nhttp {\n  include /etc/nginx/mime.types;\n"
-        f"  access_log off;\n  client_body_temp_path {prefix}/body;\n"
-        f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/asu.conf;\n}}\n"
-    )
-    command = [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-    command += ["-e", str(prefix / "error.log")]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    proc = spawn([*command, "-g", "daemon off;"], log_path=prefix / "output.log")
-    wait_until(lambda: port_open(port), "nginx", proc)
-    yield f"http://127.0.0.1:{port}"
+    try:
+        proc, url = local_nginx.start(
+            live_server.removeprefix("http://"),
+            Path(app_config["public_path"]),
+            tmp_path / "nginx",
+        )
+    except local_nginx.NginxUnavailable as error:
+        pytest.skip(str(error))
+    yield url
     stop(proc)
 
 
