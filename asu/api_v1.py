@@ -7,9 +7,15 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from rq import Worker
 
 import asu
-from asu import build_queue, intake, metadata, openapi, request_body
+from asu import answers, build_queue, intake, metadata, openapi, request_body
 from asu.build_queue import Answer
-from asu.build_request import TARGET, VERSION, RequestError, parse_build_request
+from asu.build_request import (
+    REQUEST_HASH,
+    TARGET,
+    VERSION,
+    RequestError,
+    parse_build_request,
+)
 from asu.distributions import DEFAULT_DISTRO
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -26,21 +32,38 @@ def _respond(answer: Answer) -> Response:
     return response
 
 
+def _send(kept: answers.Kept) -> Response:
+    """A finished build's answer, its bytes as the worker wrote them."""
+    response = Response(kept.body, kept.status, mimetype="application/json")
+    response.headers.update(kept.headers)
+    return response
+
+
 @bp.post("/build")
 def build_post():
     """Validate, hash and queue a build, or answer from the cache."""
     config = current_app.config["ASU"]
-    build_request = parse_build_request(
+    connection = _connection()
+    parsed = parse_build_request(
         request_body.json_object(request), config, request.headers.get("User-Agent", "")
     )
-    job = intake.accept(_connection(), config, build_request, request.remote_addr)
+    resolved = metadata.resolve(connection, config, parsed)
+    kept = answers.hit(connection, resolved.hash, resolved.client)
+    if kept is not None:
+        return _send(kept)
+    job = intake.accept(connection, config, resolved, request.remote_addr)
     return _respond(build_queue.answer(job))
 
 
 @bp.route("/build/<request_hash>", methods=["GET", "HEAD"])
 def build_get(request_hash: str):
     """The state of a build by its hash, without validating again."""
-    return _respond(build_queue.answer(build_queue.polled(_connection(), request_hash)))
+    connection = _connection()
+    if REQUEST_HASH.fullmatch(request_hash):
+        kept = answers.kept(connection, request_hash)
+        if kept is not None:
+            return _send(kept)
+    return _respond(build_queue.answer(build_queue.polled(connection, request_hash)))
 
 
 @bp.get("/revision/<version>/<target>/<subtarget>")

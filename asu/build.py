@@ -36,6 +36,7 @@ from pathlib import Path
 from rq import get_current_job
 
 from asu import (
+    answers,
     apk_index,
     cached_builds,
     distributions,
@@ -254,7 +255,6 @@ def build(request: dict) -> dict:
     job = get_current_job()
     config = load_config()
     build_request = BuildRequest.from_dict(request)
-    request_defaults = bool(build_request.defaults)
     clock = StageClock()
 
     def report(stage: str) -> None:
@@ -279,23 +279,39 @@ def build(request: dict) -> dict:
             clock.summary(),
         )
         if job is not None:
-            job.meta.update(
-                detail=error.detail,
-                stdout=error.stdout,
-                stderr=error.stderr,
-                error_kind=error.kind,
-                stage_seconds=clock.seconds,
-            )
-            job.save_meta()
+            _record_failure(job, error, clock, config)
         raise
     clock.stop()
     log.info("built %s; seconds per stage: %s", build_request.hash, clock.summary())
     if job is not None:
-        job.meta["stage_seconds"] = clock.seconds
-        job.save_meta()
-        ttl = job.result_ttl or config.build_ttl
-        image_index.record(job.connection, result, ttl, findable=not request_defaults)
+        _record_result(job, result, clock, config, build_request)
     return result
+
+
+def _record_failure(job, error: BuildError, clock: StageClock, config: Config):
+    """What a client is told of the failed build, kept as long as the failure."""
+    job.meta.update(
+        detail=error.detail,
+        stdout=error.stdout,
+        stderr=error.stderr,
+        error_kind=error.kind,
+        stage_seconds=clock.seconds,
+    )
+    job.save_meta()
+    ttl = job.failure_ttl or config.build_failure_ttl
+    answers.keep(job.connection, job.id, answers.failed(job.id, job.meta), ttl)
+
+
+def _record_result(
+    job, result: dict, clock: StageClock, config: Config, request: BuildRequest
+) -> None:
+    """The stage times, the answer every later client gets and, unless the
+    request carried a first-boot script, its images' checksums."""
+    job.meta["stage_seconds"] = clock.seconds
+    job.save_meta()
+    ttl = job.result_ttl or config.build_ttl
+    answers.keep(job.connection, job.id, answers.done(result), ttl)
+    image_index.record(job.connection, result, ttl, findable=not request.defaults)
 
 
 def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:

@@ -17,7 +17,7 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 
-from asu import job_store, stats
+from asu import answers, job_store, stats
 from asu.abandoned_jobs import HEARTBEAT_META, fail_if_abandoned
 from asu.build import build
 from asu.build_request import REQUEST_HASH, BuildRequest, RequestError
@@ -31,8 +31,6 @@ QUEUE_FULL_RETRY_AFTER = 60
 JOB_TIMEOUT_MARGIN = 300
 
 _WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
-#: Failures that say nothing about the request: asking again builds again.
-TRANSIENT = {"disk_full", job_store.UNREADABLE}
 
 
 @dataclass
@@ -84,7 +82,8 @@ def _reusable(job: Job) -> bool:
     """
     status = job.get_status(refresh=False)
     if status == JobStatus.FAILED:
-        return "detail" in job.meta and job.meta.get("error_kind") not in TRANSIENT
+        kind = job.meta.get("error_kind")
+        return "detail" in job.meta and kind not in answers.TRANSIENT
     return status not in (JobStatus.STOPPED, JobStatus.CANCELED, None)
 
 
@@ -105,6 +104,7 @@ def submit(
         return job
     if job is not None:
         job.delete()
+        answers.forget(connection, job.id)
     queue = get_queue(connection)
     if queue.count >= config.max_pending_jobs:
         raise RequestError(
@@ -146,14 +146,10 @@ def answer(job: Job) -> Answer:
     if status == JobStatus.FINISHED:
         result = job.return_value()
         if isinstance(result, dict):
-            return Answer(
-                200,
-                result | {"status": 200, "detail": "done"},
-                {"X-Imagebuilder-Status": "done"},
-            )
-        return _failed(job, base)
+            return Answer(200, answers.done(result), dict(answers.DONE_HEADERS))
+        return Answer(500, answers.failed(job.id, job.meta))
     if status == JobStatus.FAILED:
-        return _failed(job, base)
+        return Answer(500, answers.failed(job.id, job.meta))
     if status in _WAITING or status is None:
         position = job.get_position()
         position = 0 if position is None else position
@@ -173,22 +169,4 @@ def answer(job: Job) -> Answer:
             "stage": job.meta.get("stage", stage),
         },
         {"X-Imagebuilder-Status": stage},
-    )
-
-
-def _failed(job: Job, base: dict) -> Answer:
-    meta = job.meta
-    detail = meta.get("detail") or (
-        "Error: the build was interrupted before it finished; request it again"
-    )
-    return Answer(
-        500,
-        base
-        | {
-            "status": 500,
-            "detail": detail,
-            "stdout": meta.get("stdout", ""),
-            "stderr": meta.get("stderr", ""),
-            "error_kind": meta.get("error_kind", "interrupted"),
-        },
     )

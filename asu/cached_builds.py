@@ -14,7 +14,7 @@ import shutil
 import redis
 from rq.job import Job
 
-from asu import job_store, keys
+from asu import answers, job_store, keys
 from asu.build_request import REQUEST_HASH, BuildRequest
 from asu.config import Config
 
@@ -55,6 +55,7 @@ def forget_other_revisions(
         dropped.append(request_hash)
     if dropped:
         connection.srem(key, *dropped)
+        answers.forget(connection, *dropped)
     return len(dropped)
 
 

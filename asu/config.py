@@ -44,19 +44,22 @@ class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the key."""
 
 
-class Duration(int):
-    """Seconds, read from ``90``, ``30s``, ``15m``, ``1h``, ``7d`` or ``2w``."""
+#: Seconds. A plain ``int`` at run time (it goes to Redis as it is); as a field's
+#: type it says the setting is read from ``90``, ``30s``, ``15m``, ``1h``, ``7d``
+#: or ``2w`` (:func:`parse_duration`).
+Duration = typing.NewType("Duration", int)
 
-    @classmethod
-    def parse(cls, value: Any) -> Duration:
-        if isinstance(value, bool):
-            raise ValueError(f"not a duration: {value!r}")
-        if isinstance(value, int):
-            return cls(value)
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"not a duration: {value!r} (use 90, 30s, 15m, 1h or 7d)")
-        return cls(int(match[1]) * _UNIT_SECONDS[match[2]])
+
+def parse_duration(value: Any) -> Duration:
+    """Seconds from ``90``, ``30s``, ``15m``, ``1h``, ``7d`` or ``2w``."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int):
+        return Duration(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use 90, 30s, 15m, 1h or 7d)")
+    return Duration(int(match[1]) * _UNIT_SECONDS[match[2]])
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def _convert(key: str, annotation: Any, value: Any) -> Any:
                 raise ValueError("a number is needed")
             return int(value)
         if annotation is Duration:
-            return Duration.parse(value)
+            return parse_duration(value)
         if annotation is Path:
             return Path(value)
         if annotation is str:

@@ -21,7 +21,8 @@ from rq.serializers import JSONSerializer
 log = logging.getLogger(__name__)
 
 SERIALIZER = JSONSerializer
-#: ``error_kind`` of a job found in a format the server does not write.
+#: ``error_kind`` of a job found in a format the server does not write (a failure
+#: that says nothing about the request: :data:`asu.answers.TRANSIENT`).
 UNREADABLE = "unreadable"
 UNREADABLE_DETAIL = (
     "Error: the build's stored job was not written by this server and is ignored; "

@@ -109,6 +109,12 @@ def builds(distro: str, version: str, target: str) -> str:
     return f"{PREFIX}:builds:{distro}:{version}:{target}"
 
 
+def answer(request_hash: str) -> str:
+    """String: a finished build's answer, ``<status> <expires>\\n<JSON body>``
+    (:mod:`asu.answers`)."""
+    return f"{PREFIX}:answer:{request_hash}"
+
+
 def image(image_hash: str) -> str:
     """The request hash of the build that made the image with this sha256."""
     return f"{PREFIX}:image:{image_hash}"
