@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 from flask import current_app
@@ -11,6 +12,24 @@ from rq import Worker
 
 from asu import job_store
 from asu.build_queue import get_queue
+from asu.parent_death import die_with_parent
+
+
+class BuildWorker(Worker):
+    """RQ's worker, whose work horse (the process running a build) dies with it.
+
+    RQ puts the horse in a process group of its own, so a worker SIGKILLed, or
+    stopped by its supervisor's death, would otherwise leave its build running
+    unseen; this way the build ends and its job counts as interrupted.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_pid = os.getpid()
+
+    def main_work_horse(self, job, queue) -> None:
+        die_with_parent(self.worker_pid)
+        super().main_work_horse(job, queue)
 
 
 @click.command("worker")
@@ -21,7 +40,7 @@ def worker_command(burst: bool, name: str | None) -> None:
     """Run one RQ worker that builds images."""
     _log_builds()
     connection = current_app.extensions["redis"]
-    worker = Worker(
+    worker = BuildWorker(
         [get_queue(connection)],
         connection=connection,
         name=name,

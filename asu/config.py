@@ -76,6 +76,7 @@ class Config:
     listen: str = "127.0.0.1"
     workers: int = 0
     janitor_interval: Duration = Duration(600)
+    worker_stop_grace: Duration = Duration(10)
     server_contact: str = "info@openwrt.org"
     allow_defaults: bool = True
     max_defaults_length: int = 20480

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import shutil
 import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from asu.local_services import (
     ProcessGroup,
-    ServiceError,
     flask_command,
     free_port,
     gunicorn_command,
     http_ok,
     start_redis,
-    wait_until,
 )
 from asu.offline import adb_writer
-from asu.offline.tree import generate, is_current, signing_key
+from asu.offline.tree import is_current, signing_key
 
 VAR = Path("var")
 DEMO = VAR / "demo"
@@ -70,16 +67,22 @@ def run() -> int:
 
 
 def _bring_up(demo: ProcessGroup) -> None:
-    if not is_current(UPSTREAM_TREE):
-        print(f"generating the offline upstream in {UPSTREAM_TREE} ...", flush=True)
-        generate(UPSTREAM_TREE)
-
     python = sys.executable
+    if not is_current(UPSTREAM_TREE):
+        for unfinished in VAR.glob(f".{UPSTREAM_TREE.name}.*"):
+            shutil.rmtree(unfinished)  # a generator stopped before its rename
+        print(f"generating the offline upstream in {UPSTREAM_TREE} ...", flush=True)
+        demo.run_to_end(
+            "generate", [python, "-m", "asu.offline", "generate", str(UPSTREAM_TREE)]
+        )
+
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     serve = [python, "-m", "asu.offline", "serve", str(UPSTREAM_TREE)]
     upstream = demo.start("upstream", [*serve, "--port", str(upstream_port)])
-    wait_until(lambda: http_ok(f"{upstream_url}/.versions.json"), "upstream", upstream)
+    demo.wait_until(
+        lambda: http_ok(f"{upstream_url}/.versions.json"), "upstream", upstream
+    )
     print(f"offline upstream: {upstream_url}", flush=True)
 
     redis_url = os.environ.get("ASU_REDIS_URL", "")
@@ -90,21 +93,17 @@ def _bring_up(demo: ProcessGroup) -> None:
 
     env = _environment(upstream_url, redis_url)
     print("loading upstream metadata (janitor init) ...", flush=True)
-    janitor = subprocess.run(
-        flask_command("janitor", "init"), env=env, capture_output=True, text=True
-    )
-    if janitor.returncode != 0:
-        raise ServiceError(f"janitor init failed:\n{janitor.stdout}{janitor.stderr}")
-    print(f"  {janitor.stdout.strip().splitlines()[-1]}", flush=True)
+    loaded = demo.run_to_end("janitor-init", flask_command("janitor", "init"), env)
+    print(f"  {loaded.strip().splitlines()[-1]}", flush=True)
     update = flask_command("janitor", "update", "--interval", str(JANITOR_INTERVAL))
     demo.start("janitor", update, env)
     demo.start("worker", flask_command("worker"), env)
     port = int(os.environ.get("ASU_PORT", "8000"))
     url = f"http://127.0.0.1:{port}"
     web = demo.start("web", gunicorn_command(f"127.0.0.1:{port}"), env)
-    wait_until(lambda: _workers_seen(url) > 0, f"web server on {url}", web)
+    demo.wait_until(lambda: _workers_seen(url) > 0, f"web server on {url}", web)
     _print_welcome(url)
-    _show_one_build(url, demo.stopping)
+    _show_one_build(url, demo)
 
 
 def _workers_seen(url: str) -> int:
@@ -140,14 +139,14 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-def _show_one_build(url: str, stopping: threading.Event) -> None:
+def _show_one_build(url: str, demo: ProcessGroup) -> None:
     """Request the example build and poll it until it is done, as a client does."""
     print("building the example request end to end ...", flush=True)
     status, body = _post(f"{url}/api/v1/build", EXAMPLE_REQUEST)
-    while status == 202 and not stopping.is_set():
+    while status == 202:
         stage = body.get("stage") or body.get("detail")
         print(f"  {status} {stage} (queue position {body.get('queue_position', '-')})")
-        stopping.wait(1)
+        demo.sleep(1)
         with urllib.request.urlopen(
             f"{url}/api/v1/build/{body['request_hash']}", timeout=30
         ) as response:

@@ -1,17 +1,18 @@
 """``make run``: the production shape on one machine, in the foreground.
 
 gunicorn serving the app on ``listen``:``port``, ``workers`` RQ workers (one per
-core when 0), the janitor updating every ``janitor_interval`` (when this version
-has the ``janitor`` command), all against ``redis_url``; when that is unset, a
-private ``redis-server`` keeping its data under ``var/run/redis/``. Every process
-logs to our stdout. SIGINT or SIGTERM stops them all; so does any of them ending on
-its own (with status 1), so that systemd or a container engine restarts the lot.
+core when 0), the janitor updating every ``janitor_interval``, all against
+``redis_url``; when that is unset, a private ``redis-server`` keeping its data
+under ``var/run/redis/``. Every process logs to our stdout. SIGINT or SIGTERM
+stops them all in reverse order: the web server, the janitor, the workers (which
+get ``worker_stop_grace`` to finish the builds they are on), Redis. So does any of
+them ending on its own (with status 1), so that systemd or a container engine
+restarts the lot. Each dies with us should we be SIGKILLed.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from asu.local_services import (
     gunicorn_command,
     http_ok,
     start_redis,
-    wait_until,
 )
 
 REDIS_DIR = Path("var") / "run" / "redis"
@@ -35,44 +35,36 @@ def worker_count(config: Config) -> int:
     return config.workers if config.workers > 0 else os.cpu_count() or 1
 
 
-def has_janitor() -> bool:
-    """Whether ``flask --app asu janitor`` exists in this version."""
-    probe = subprocess.run(
-        flask_command("janitor", "--help"), capture_output=True, timeout=60
-    )
-    return probe.returncode == 0
-
-
-def _bring_up(group: ProcessGroup, config: Config) -> None:
+def _bring_up(group: ProcessGroup) -> None:
+    config = load_config()
     env = dict(os.environ)
     if not config.redis_url:
         redis_proc, env["ASU_REDIS_URL"] = start_redis(REDIS_DIR, persistent=True)
         group.adopt("redis-server", redis_proc)
     print(f"redis: {env.get('ASU_REDIS_URL') or config.redis_url}", flush=True)
 
-    for number in range(1, worker_count(config) + 1):
-        group.start(f"worker-{number}", flask_command("worker"), env)
-    if has_janitor():
-        interval = str(config.janitor_interval)
-        group.start(
-            "janitor", flask_command("janitor", "update", "--interval", interval), env
-        )
-    else:
-        print("no janitor command in this version: not updating metadata", flush=True)
+    workers = {
+        f"worker-{number}": flask_command("worker")
+        for number in range(1, worker_count(config) + 1)
+    }
+    group.start_together(workers, env, grace=config.worker_stop_grace)
+    interval = str(config.janitor_interval)
+    group.start(
+        "janitor", flask_command("janitor", "update", "--interval", interval), env
+    )
 
     bind = f"{config.listen}:{config.port}"
     web_workers = int(os.environ.get("WEB_CONCURRENCY", WEB_WORKERS))
     web = group.start("web", gunicorn_command(bind, workers=web_workers), env)
     url = f"http://{bind}"
-    wait_until(lambda: http_ok(f"{url}/api/v1/health"), f"web server on {url}", web)
+    group.wait_until(lambda: http_ok(f"{url}/api/v1/health"), f"web on {url}", web)
     print(f"asu is serving on {url}", flush=True)
 
 
 def run() -> int:
     """Start everything, serve until a signal, stop everything."""
-    config = load_config()
     group = ProcessGroup()
-    status = group.run(lambda: _bring_up(group, config), watch=True)
+    status = group.run(lambda: _bring_up(group), watch=True)
     print("asu stopped", flush=True)
     return status
 

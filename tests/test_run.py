@@ -5,6 +5,7 @@ stops every process it started."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -15,41 +16,19 @@ from pathlib import Path
 import pytest
 import redis
 import requests
+from clients import X86_APK, post
+from processes import Orphanage, alive, catches, command_line, descendants
+from rq.job import JobStatus
+from upstreams import X86, offline_keys, repack, replace_make_target
 
+from asu.build_queue import fetch
 from asu.config import environ_for
 from asu.local_services import free_port, port_open, wait_until
-from asu.run import has_janitor
+from asu.offline.server import UpstreamServer
+from asu.offline.tree import generate
 
 #: What ``make run`` prints once the web server answers.
 SERVING = re.compile(r"asu is serving on (http://\S+)")
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid``, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Run:
@@ -85,13 +64,38 @@ class Run:
         return started
 
 
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory) -> Path:
+    """The offline upstream with 25.12.0 alone, so that each start's janitor pass
+    costs little, and an x86/64 ``make image`` that first sleeps for two seconds:
+    a build is running long enough to be stopped in the middle."""
+    root = tmp_path_factory.mktemp("small") / "downloads"
+    generate(root, only=("25.12.0",))
+    repack(
+        root / X86,
+        lambda top: replace_make_target(top, "image", ["@sleep 2", "@$(IB) image"]),
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_upstream(small_tree):
+    server = UpstreamServer(small_tree).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def run_env(app_config, tmp_path) -> dict[str, str]:
-    config = {k: v for k, v in app_config.items() if k != "redis_url"}
-    env = environ_for(config)
-    env |= {"ASU_PORT": str(free_port()), "ASU_WORKERS": "2"}
-    env |= {"ASU_JANITOR_INTERVAL": "3600", "WEB_CONCURRENCY": "1"}
-    return env
+def run_env(small_upstream, tmp_path) -> dict[str, str]:
+    config = offline_keys() | {
+        "upstream_url": small_upstream.url,
+        "public_path": tmp_path / "public",
+        "cache_path": tmp_path / "cache",
+        "port": free_port(),
+        "workers": 2,
+        "janitor_interval": 3600,
+    }
+    return environ_for(config) | {"WEB_CONCURRENCY": "1"}
 
 
 @pytest.fixture
@@ -123,10 +127,7 @@ def test_run_serves_stops_cleanly_and_keeps_redis_data(started, tmp_path, run_en
     redis_url = run.redis_url()
     redis.Redis.from_url(redis_url).set("asu:test:kept", "yes")
     assert (tmp_path / "var/run/redis").is_dir()
-    if has_janitor():
-        assert "janitor update --interval 3600" in _commands(run.proc.pid)
-    else:
-        assert "no janitor command" in run.output()
+    assert "janitor update --interval 3600" in _commands(run.proc.pid)
 
     processes = run.terminate()
     assert len(processes) >= 4, "redis, two workers, gunicorn (and the janitor)"
@@ -144,9 +145,7 @@ def test_run_stops_everything_when_a_process_dies(started):
     run = started()
     run.url()
     workers = [
-        pid
-        for pid in descendants(run.proc.pid)
-        if "asu worker" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+        pid for pid in descendants(run.proc.pid) if "asu worker" in command_line(pid)
     ]
     processes = descendants(run.proc.pid)
     os.kill(workers[0], signal.SIGKILL)
@@ -157,10 +156,173 @@ def test_run_stops_everything_when_a_process_dies(started):
 
 
 def _commands(pid: int) -> str:
-    lines = []
-    for child in descendants(pid):
-        try:
-            lines.append(Path(f"/proc/{child}/cmdline").read_text().replace("\0", " "))
-        except OSError:
-            continue
-    return "\n".join(lines)
+    return "\n".join(command_line(child) for child in descendants(pid))
+
+
+# -- stopping at any moment ------------------------------------------------------------
+
+#: The stop rounds are drawn from this seed: the same rounds on every run.
+SEED = 17
+ROUNDS = 50
+#: Rounds by the moment the signal comes; most are cheap, a few during a build.
+PHASES = {"start-up": 34, "idle": 12, "build": 4}
+#: Seconds into start-up, idle time and a build at which the signal may come.
+LIMITS = {"start-up": 2.0, "idle": 1.0, "build": 4.5}
+#: What ``worker_stop_grace`` is in the rounds: some builds finish within it.
+ROUND_GRACE = 2
+
+
+def stop_rounds() -> list[tuple[str, signal.Signals, float]]:
+    """The seeded rounds: the phase, SIGTERM or SIGINT, and the delay."""
+    rng = random.Random(SEED)
+    phases = [phase for phase, count in PHASES.items() for _ in range(count)]
+    rng.shuffle(phases)
+    return [
+        (phase, rng.choice((signal.SIGTERM, signal.SIGINT)), rng.uniform(0, limit))
+        for phase in phases
+        for limit in (LIMITS[phase],)
+    ]
+
+
+def reach(run: Run, phase: str, delay: float) -> None:
+    """Bring ``run`` to ``phase`` and let ``delay`` seconds pass.
+
+    Start-up counts from the moment the supervisor handles SIGTERM: before, in
+    Python's own start-up, a signal ends it the default way, having started
+    nothing (and SIGINT's KeyboardInterrupt may be swallowed by the interpreter).
+    """
+    wait_until(lambda: catches(run.proc.pid, signal.SIGTERM), "a handler", run.proc)
+    if phase == "idle":
+        run.url()
+    if phase == "build":
+        start_build(run)
+    time.sleep(delay)
+
+
+def start_build(run: Run) -> str:
+    """Ask ``run`` for the x86/64 build once its janitor's first pass has loaded
+    the version (a 404 before); the URL it serves on."""
+    url = run.url()
+    wait_until(
+        lambda: post(url, X86_APK).status_code in (200, 202),
+        "the build accepted",
+        run.proc,
+    )
+    return url
+
+
+def assert_stopped(run: Run, orphanage: Orphanage, sig: signal.Signals) -> None:
+    """``run`` exits after ``sig`` has been sent, and leaves no process."""
+    run.proc.send_signal(sig)
+    try:
+        status = run.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running 60 s after {sig.name}:\n{run.output()}")
+    assert status == 0, run.output()
+    assert not orphanage.all_gone(within=2), run.output()
+
+
+@pytest.fixture
+def round_env(run_env) -> dict[str, str]:
+    return run_env | {"ASU_WORKERS": "1", "ASU_WORKER_STOP_GRACE": str(ROUND_GRACE)}
+
+
+def test_a_signal_at_any_moment_stops_every_process(tmp_path, round_env):
+    """SIGTERM or SIGINT in start-up, idle or during a build: every process ends."""
+    for number, (phase, sig, delay) in enumerate(stop_rounds()):
+        cwd = tmp_path / f"round-{number}"
+        cwd.mkdir()
+        with Orphanage() as orphanage:
+            run = Run(cwd, round_env)
+            reach(run, phase, delay)
+            assert_stopped(run, orphanage, sig)
+
+
+@pytest.mark.parametrize("phase, delay", [("start-up", 0.8), ("idle", 0.2)])
+def test_sigkilled_run_leaves_no_process(tmp_path, round_env, phase, delay):
+    """Killed itself, ``make run`` takes every process it started with it."""
+    with Orphanage() as orphanage:
+        run = Run(tmp_path, round_env)
+        reach(run, phase, delay)
+        run.proc.kill()
+        run.proc.wait()
+        assert not orphanage.all_gone(within=5), run.output()
+
+
+def test_sigkilled_run_leaves_no_build_running(tmp_path, round_env, redis_url):
+    """Killed in the middle of a build, ``make run`` takes the build with it, also
+    when Redis (which the build reports to) lives on elsewhere."""
+    with Orphanage() as orphanage:
+        run = Run(tmp_path, round_env | {"ASU_REDIS_URL": redis_url})
+        request_hash = until_stage(start_build(run), X86_APK, "make_image")
+        run.proc.kill()
+        run.proc.wait()
+        assert not orphanage.all_gone(within=5), run.output()
+    assert not (tmp_path / "public/store" / request_hash).exists()
+
+
+def test_stop_waits_for_the_running_build(tmp_path, round_env, redis_url):
+    """A stop in the middle of a build lets it finish within the grace time."""
+    env = round_env | {"ASU_REDIS_URL": redis_url, "ASU_WORKER_STOP_GRACE": "60"}
+    run = Run(tmp_path, env)
+    request_hash = until_stage(start_build(run), X86_APK, "make_image")
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=60) == 0
+    assert "interrupting" not in run.output()
+    job = fetch(redis.Redis.from_url(redis_url), request_hash)
+    assert job.get_status() == JobStatus.FINISHED
+    images = job.return_value()["images"]
+    store = tmp_path / "public/store" / request_hash
+    assert images and all((store / image["name"]).is_file() for image in images)
+
+
+def test_stop_interrupts_a_build_past_its_grace(tmp_path, round_env, redis_url):
+    """A build that outlasts the grace time is stopped, and a client asking for
+    it is told it was interrupted."""
+    env = round_env | {"ASU_REDIS_URL": redis_url, "ASU_WORKER_STOP_GRACE": "1"}
+    run = Run(tmp_path, env | {"ASU_WORKER_HEARTBEAT_INTERVAL": "1"})
+    request_hash = until_stage(start_build(run), X86_APK, "make_image")
+    with Orphanage() as orphanage:
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.proc.wait(timeout=60) == 0
+        assert not orphanage.all_gone(within=2)
+    assert "worker-1 still running after 1 s: interrupting it" in run.output()
+    assert not (tmp_path / "public/store" / request_hash).exists()
+    connection = redis.Redis.from_url(redis_url)
+    wait_until(
+        lambda: fetch(connection, request_hash).get_status() == JobStatus.FAILED,
+        "the interrupted build failed",
+    )
+
+
+def until_stage(url: str, body: dict, stage: str, timeout: float = 60) -> str:
+    """Poll the build of ``body`` until it is at ``stage``; its request hash."""
+    answer = post(url, body).json()
+    deadline = time.monotonic() + timeout
+    while answer.get("stage") != stage:
+        assert answer["status"] == 202 and time.monotonic() < deadline, answer
+        time.sleep(0.1)
+        answer = requests.get(
+            f"{url}/api/v1/build/{answer['request_hash']}", timeout=10
+        ).json()
+    return answer["request_hash"]
+
+
+@pytest.mark.parametrize(
+    "sig, delay", [(signal.SIGINT, 1.3), (signal.SIGTERM, 2.6), (signal.SIGKILL, 3.4)]
+)
+def test_demo_stops_every_process(tmp_path, small_tree, sig, delay):
+    """``make demo`` shares the supervisor: a signal (or its own death) at a moment
+    of its start-up stops everything it started."""
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var/offline-upstream").symlink_to(small_tree)
+    env = environ_for({"port": free_port()})
+    with Orphanage() as orphanage, open(tmp_path / "demo.log", "wb") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "asu.demo"], cwd=tmp_path, env=env, stdout=log
+        )
+        time.sleep(delay)
+        demo.send_signal(sig)
+        demo.wait(timeout=60)
+        output = (tmp_path / "demo.log").read_text()
+        assert not orphanage.all_gone(within=5), output

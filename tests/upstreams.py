@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from asu import imagebuilder
+from asu.offline import adb_writer
 from asu.offline.server import UpstreamServer
 from asu.offline.tree import compress, generate, sign_directory, signing_key
 from asu.usign import SecretKey
@@ -26,6 +27,14 @@ X86 = "releases/25.12.0/targets/x86/64"  # apk world, .tar.zst
 ATH79 = "releases/23.05.4/targets/ath79/generic"  # opkg world, .tar.xz
 
 Member = tuple[tarfile.TarInfo, bytes]
+
+
+def offline_keys() -> dict[str, list[str]]:
+    """The configuration that trusts the offline upstream's usign and apk keys."""
+    return {
+        "upstream_keys": [signing_key().public_key.to_text().splitlines()[-1]],
+        "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
+    }
 
 
 def copy_tree(source: Path, dest: Path) -> Path:
