@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import redis
 from redis.exceptions import LockError
+from redis.lock import Lock
 
 import asu
 from asu import (
@@ -58,8 +59,9 @@ from asu.package_index import INDEX_FILES, PackageIndex
 from asu.signing import public_key_line
 from asu.upstream_fetch import Fetched, Fetcher
 
-#: Seconds one pass over a distribution may hold its lock.
-LOCK_SECONDS = 3600
+#: Seconds the lock of a pass outlives its last step: a pass renews it at every
+#: step, so a janitor that died (or lost its network) holds up others this long.
+LOCK_SECONDS = 300
 ARCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$", re.ASCII)
 _KERNEL_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~-]{0,63}$", re.ASCII)
 
@@ -95,8 +97,17 @@ class UnsignedIndex(upstream.UpstreamError):
     """A package index without a valid signature: it is left out, not its target."""
 
 
+class LostLock(Exception):
+    """The lock of the pass expired and another janitor took it: stop writing."""
+
+
 def run(connection: redis.Redis, config: Config, force: bool, report: Report):
-    """One pass over every distribution; returns the :class:`Summary`."""
+    """One pass over every distribution; returns the :class:`Summary`.
+
+    One janitor at a time per distribution, wherever it runs: a pass holds a lock
+    in Redis, renewed at each of its steps and expiring :data:`LOCK_SECONDS` after
+    the last one; a janitor that finds it taken skips the distribution.
+    """
     summary = Summary()
     for distribution in distributions(config).values():
         lock = connection.lock(
@@ -106,8 +117,8 @@ def run(connection: redis.Redis, config: Config, force: bool, report: Report):
             report.line(f"{distribution.name}: another janitor pass runs, skipped")
             continue
         try:
-            _Pass(connection, config, distribution, force, report, summary).sync()
-        except upstream.UpstreamError as error:
+            _Pass(connection, config, distribution, force, report, summary, lock).sync()
+        except (upstream.UpstreamError, LostLock) as error:
             summary.failed.append(distribution.name)
             report.line(f"{distribution.name}: failed: {error}")
         finally:
@@ -153,8 +164,10 @@ class _Pass:
         force: bool,
         report: Report,
         summary: Summary,
+        lock: Lock,
     ) -> None:
         self.connection = connection
+        self.lock = lock
         self.config = config
         self.distribution = distribution
         self.distro = distribution.name
@@ -179,6 +192,7 @@ class _Pass:
             for branch in plan
             if not branch.enabled or any(v in learned for v in branch.versions)
         ]
+        self._hold()
         self.connection.set(keys.branches(self.distro), json.dumps(published))
         self.tree.write_overview(
             published,
@@ -227,8 +241,19 @@ class _Pass:
         except ValueError:
             raise upstream.UpstreamError(f"{answer.url} is not JSON") from None
 
+    def _hold(self) -> None:
+        """Renew the lock of the pass before writing; LostLock when it is gone."""
+        try:
+            self.lock.reacquire()
+        except LockError:
+            raise LostLock(
+                f"its lock expired ({LOCK_SECONDS} s without a step) and another "
+                "janitor took it; stopped"
+            ) from None
+
     def _save(self, queue, *answers: Fetched | None) -> None:
         """Run ``queue(pipe)`` and remember ``answers`` in one transaction."""
+        self._hold()
         with janitor_store.transaction(self.connection) as pipe:
             queue(pipe)
             self.fetcher.remember(pipe, *answers)
@@ -334,6 +359,7 @@ class _Pass:
         self, context: _Version, target: str, state: TargetState | None
     ) -> TargetState | None:
         base = f"{context.path}/targets/{target}"
+        self._hold()
         try:
             sums = self._fetch(f"{base}/sha256sums", conditional=state is not None)
             if sums is None:
@@ -476,6 +502,7 @@ class _Pass:
             except (upstream.UpstreamError, ValueError) as error:
                 complete = False
                 self._warn(f"{self.distro} {context.name} {arch} {feed}: {error}")
+        self._hold()
         # Only while every feed of the arch is loaded are unknown names refused.
         loaded = keys.feed_arches(self.distro, context.name)
         if complete:

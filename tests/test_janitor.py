@@ -5,6 +5,7 @@ package validation and a second distribution."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import redis
 import requests
 from rq import Queue
 from rq.job import Job
-from upstreams import snapshot_only
+from upstreams import FaultyUpstream, snapshot_only
 
+from asu import janitor as janitor_module
 from asu import keys, metadata
+from asu.janitor import run as janitor_pass
 from asu.offline import adb_writer
 from asu.offline.tree import signing_key
 from asu.usign import SecretKey
@@ -529,3 +532,80 @@ def test_a_distribution_signed_by_an_untrusted_key_loads_nothing(app, other_upst
     assert "not trusted" in result.output
     connection = app.extensions["redis"]
     assert not connection.exists(keys.target_info("lime", "SNAPSHOT", "x86/64"))
+
+
+# -- one janitor at a time -----------------------------------------------------------
+
+
+class Recorded:
+    """A janitor report that keeps its lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def items(self, items, label):
+        return items
+
+    def line(self, message: str) -> None:
+        self.lines.append(message)
+
+    detail = line
+
+
+@pytest.fixture
+def slow_pass(app, upstream_tree):
+    """The app's configuration for a pass over SNAPSHOT alone (four targets) from
+    an upstream that answers every file 50 ms late: a pass of a few seconds."""
+    server = FaultyUpstream(upstream_tree, delay=0.05, matching="/").start()
+    yield _with(app, branches=ONLY_SNAPSHOT, upstream_url=server.url)
+    server.stop()
+
+
+class Pass(threading.Thread):
+    """One janitor pass in a thread of its own; its summary and report."""
+
+    def __init__(self, app, config) -> None:
+        super().__init__()
+        self.connection = app.extensions["redis"]
+        self.config = config
+        self.report = Recorded()
+
+    def run(self) -> None:
+        self.summary = janitor_pass(self.connection, self.config, True, self.report)
+
+    def holding(self) -> None:
+        """Wait until the pass holds its lock."""
+        lock = keys.janitor_lock("openwrt")
+        deadline = time.monotonic() + 10
+        while not self.connection.exists(lock):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+
+def test_a_pass_longer_than_its_lock_keeps_it(app, slow_pass, monkeypatch):
+    monkeypatch.setattr(janitor_module, "LOCK_SECONDS", 1)
+    first = Pass(app, slow_pass)
+    first.start()
+    first.holding()
+    time.sleep(1.5)  # longer than the lock lasts unless the pass renews it
+    second = Recorded()
+    skipped = janitor_pass(app.extensions["redis"], slow_pass, True, second)
+    first.join()
+    assert second.lines[0] == "openwrt: another janitor pass runs, skipped"
+    assert skipped.targets_loaded == 0
+    assert first.summary.targets_loaded == 4 and not first.summary.failed
+    assert not app.extensions["redis"].exists(keys.janitor_lock("openwrt"))
+
+
+def test_a_pass_whose_lock_was_taken_stops_writing(app, slow_pass):
+    first = Pass(app, slow_pass)
+    first.start()
+    first.holding()
+    # As if the lock had expired and another janitor had taken it.
+    connection = app.extensions["redis"]
+    connection.set(keys.janitor_lock("openwrt"), "another janitor")
+    first.join()
+    assert first.summary.failed == ["openwrt"]
+    assert "another janitor took it; stopped" in first.report.lines[-1]
+    assert connection.get(keys.janitor_lock("openwrt")) == b"another janitor"
+    assert not (slow_pass.json_path / "overview.json").exists()

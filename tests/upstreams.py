@@ -114,21 +114,32 @@ def replace_make_target(top: Path, target: str, recipe: Iterable[str]) -> None:
 
 
 class FaultyUpstream(UpstreamServer):
-    """An upstream that waits ``delay`` seconds before sending an ImageBuilder,
-    and sends only the first ``truncate`` bytes of it when that is set."""
+    """An upstream that waits ``delay`` seconds before sending an ImageBuilder
+    (any file whose path has ``matching``), and sends only the first ``truncate``
+    bytes of it when that is set; ``server`` are :class:`UpstreamServer`'s."""
 
-    def __init__(self, root: Path, delay: float = 0.0, truncate: int | None = None):
-        super().__init__(root)
+    def __init__(
+        self,
+        root: Path,
+        delay: float = 0.0,
+        truncate: int | None = None,
+        matching: str = "openwrt-imagebuilder-",
+        **server,
+    ):
+        super().__init__(root, **server)
         base = self.RequestHandlerClass
+        handler = _faulty_handler(base.func, delay, truncate, matching)
         self.RequestHandlerClass = functools.partial(
-            _faulty_handler(base.func, delay, truncate), *base.args, **base.keywords
+            handler, *base.args, **base.keywords
         )
 
 
-def _faulty_handler(base: type, delay: float, truncate: int | None) -> type:
+def _faulty_handler(
+    base: type, delay: float, truncate: int | None, matching: str
+) -> type:
     class Faulty(base):
         def copyfile(self, source, outputfile):
-            if "openwrt-imagebuilder-" not in self.path:
+            if matching not in self.path:
                 return super().copyfile(source, outputfile)
             time.sleep(delay)
             if truncate is None:
