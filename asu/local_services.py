@@ -191,7 +191,8 @@ def redis_command(
     password: str = "",
 ) -> list[str]:
     """``redis-server`` in the foreground on ``bind:port``, files in ``data_dir``
-    (created); clients must give ``password`` when there is one."""
+    (created). With a ``password``, clients must give it; it is written to
+    ``data_dir/redis.conf`` (readable by us alone), not on the command line."""
     binary = shutil.which("redis-server")
     if not binary:
         raise ServiceError("redis-server is not installed (Debian: redis-server)")
@@ -200,9 +201,9 @@ def redis_command(
         keeping = ["--appendonly", "yes", "--save", "3600 1 300 100 60 10000"]
     else:
         keeping = ["--save", "", "--appendonly", "no"]
-    auth = ["--requirepass", password] if password else []
     return [
         binary,
+        *([_password_file(data_dir, password)] if password else []),
         "--bind",
         bind,
         "--port",
@@ -210,12 +211,19 @@ def redis_command(
         "--dir",
         str(data_dir.resolve()),
         *keeping,
-        *auth,
         "--daemonize",
         "no",
         "--logfile",
         "",
     ]
+
+
+def _password_file(data_dir: Path, password: str) -> str:
+    """A redis.conf in ``data_dir`` that sets ``requirepass``; its path."""
+    path = data_dir.resolve() / "redis.conf"
+    path.touch(mode=0o600)
+    path.write_text(f"requirepass {password}\n")
+    return str(path)
 
 
 def flask_command(*args: str) -> list[str]:

@@ -15,6 +15,8 @@ command -v make >/dev/null 2>&1 || need="$need make"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
 # The ImageBuilders run the system's python3 inside their sandbox.
 [ -x /usr/bin/python3 ] || need="$need python3"
+# The tests and `make bench` run hosts as network namespaces (ip netns).
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need="$need iproute2"
 if [ "${1:-}" = test ]; then
     # The tests of the web page (headless Chromium), the nginx configuration, the
     # compose file and the systemd units.

@@ -61,3 +61,16 @@ def poll_all(base: str, body: dict, timeout: float = 120) -> list[dict]:
         url = f"{base}/api/v1/build/{answers[-1]['request_hash']}"
         answers.append(requests.get(url, timeout=30).json())
     return answers
+
+
+def until_stage(url: str, body: dict, stage: str, timeout: float = 60) -> str:
+    """Poll the build of ``body`` until it is at ``stage``; its request hash."""
+    answer = post(url, body).json()
+    deadline = time.monotonic() + timeout
+    while answer.get("stage") != stage:
+        assert answer["status"] == 202 and time.monotonic() < deadline, answer
+        time.sleep(0.1)
+        answer = requests.get(
+            f"{url}/api/v1/build/{answer['request_hash']}", timeout=10
+        ).json()
+    return answer["request_hash"]

@@ -15,6 +15,7 @@ import demo_stack
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
+from upstreams import X86, repack, replace_make_target
 from werkzeug.serving import make_server
 
 from asu import create_app
@@ -108,6 +109,20 @@ def restore(url: str, state: dict[bytes, bytes]) -> None:
 def upstream_tree(tmp_path_factory) -> Path:
     """The offline upstream's downloads tree, generated once per session."""
     return generate(tmp_path_factory.mktemp("upstream") / "downloads")
+
+
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory) -> Path:
+    """The offline upstream with 25.12.0 alone, so that each start's janitor pass
+    costs little, and an x86/64 ``make image`` that first sleeps for two seconds:
+    a build is running long enough to be stopped in the middle."""
+    root = tmp_path_factory.mktemp("small") / "downloads"
+    generate(root, only=("25.12.0",))
+    repack(
+        root / X86,
+        lambda top: replace_make_target(top, "image", ["@sleep 2", "@$(IB) image"]),
+    )
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -16,16 +16,15 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from clients import X86_APK, post
+from clients import X86_APK, post, until_stage
 from processes import Orphanage, alive, catches, command_line, descendants
 from rq.job import JobStatus
-from upstreams import X86, offline_keys, repack, replace_make_target
+from upstreams import offline_keys
 
 from asu.build_queue import fetch
 from asu.config import environ_for
 from asu.local_services import free_port, port_open, wait_until
 from asu.offline.server import UpstreamServer
-from asu.offline.tree import generate
 
 #: What ``make run`` prints once the web server answers.
 SERVING = re.compile(r"asu is serving on (http://\S+)")
@@ -62,20 +61,6 @@ class Run:
         self.proc.send_signal(signal.SIGTERM)
         assert self.proc.wait(timeout=60) == 0, self.output()
         return started
-
-
-@pytest.fixture(scope="module")
-def small_tree(tmp_path_factory) -> Path:
-    """The offline upstream with 25.12.0 alone, so that each start's janitor pass
-    costs little, and an x86/64 ``make image`` that first sleeps for two seconds:
-    a build is running long enough to be stopped in the middle."""
-    root = tmp_path_factory.mktemp("small") / "downloads"
-    generate(root, only=("25.12.0",))
-    repack(
-        root / X86,
-        lambda top: replace_make_target(top, "image", ["@sleep 2", "@$(IB) image"]),
-    )
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -293,19 +278,6 @@ def test_stop_interrupts_a_build_past_its_grace(tmp_path, round_env, redis_url):
         lambda: fetch(connection, request_hash).get_status() == JobStatus.FAILED,
         "the interrupted build failed",
     )
-
-
-def until_stage(url: str, body: dict, stage: str, timeout: float = 60) -> str:
-    """Poll the build of ``body`` until it is at ``stage``; its request hash."""
-    answer = post(url, body).json()
-    deadline = time.monotonic() + timeout
-    while answer.get("stage") != stage:
-        assert answer["status"] == 202 and time.monotonic() < deadline, answer
-        time.sleep(0.1)
-        answer = requests.get(
-            f"{url}/api/v1/build/{answer['request_hash']}", timeout=10
-        ).json()
-    return answer["request_hash"]
 
 
 @pytest.mark.parametrize(

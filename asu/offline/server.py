@@ -59,9 +59,11 @@ class UpstreamServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, port: int = 0, quiet: bool = True):
+    def __init__(
+        self, root: Path, port: int = 0, quiet: bool = True, host: str = "127.0.0.1"
+    ):
         handler = functools.partial(_Handler, directory=str(root))
-        super().__init__(("127.0.0.1", port), handler)
+        super().__init__((host, port), handler)
         self.quiet = quiet
         self.request_log: list[tuple[str, str, int]] = []
 
