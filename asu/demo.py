@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
 import urllib.error
@@ -23,6 +24,7 @@ from asu.local_services import (
     gunicorn_command,
     http_ok,
     start_redis,
+    without_password,
 )
 from asu.offline import adb_writer
 from asu.offline.tree import is_current, signing_key
@@ -87,9 +89,10 @@ def _bring_up(demo: ProcessGroup) -> None:
 
     redis_url = os.environ.get("ASU_REDIS_URL", "")
     if not redis_url:
-        redis_proc, redis_url = start_redis(DEMO / "redis")
+        password = secrets.token_urlsafe(24)
+        redis_proc, redis_url = start_redis(DEMO / "redis", password=password)
         demo.adopt("redis-server", redis_proc)
-    print(f"redis: {redis_url}", flush=True)
+    print(f"redis: {without_password(redis_url)}", flush=True)
 
     env = _environment(upstream_url, redis_url)
     print("loading upstream metadata (janitor init) ...", flush=True)

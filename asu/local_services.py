@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -162,17 +164,23 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 def start_redis(
-    data_dir: Path, port: int | None = None, persistent: bool = False
+    data_dir: Path,
+    port: int | None = None,
+    persistent: bool = False,
+    password: str = "",
 ) -> tuple[subprocess.Popen, str]:
-    """A private ``redis-server`` on loopback keeping its files in ``data_dir``.
+    """A private ``redis-server`` on loopback keeping its files in ``data_dir``;
+    the process and its URL.
 
     ``persistent``: an append-only file and snapshots in ``data_dir`` keep the data
     across restarts, and the log goes to our stdout (``make run``); otherwise
-    nothing is written but ``redis.log`` (tests, ``make demo``).
+    nothing is written but ``redis.log`` (tests, ``make demo``). With a
+    ``password`` (``make demo``, ``make run``), clients must give it: loopback is
+    shared by everything on the machine.
     """
     port = port or free_port()
     proc = spawn(
-        redis_command(data_dir, port, persistent),
+        redis_command(data_dir, port, persistent, password=password),
         log_path=None if persistent else data_dir / "redis.log",
     )
     try:
@@ -180,7 +188,24 @@ def start_redis(
     except ServiceError:
         stop(proc)
         raise
-    return proc, f"redis://127.0.0.1:{port}/0"
+    secret = f":{password}@" if password else ""
+    return proc, f"redis://{secret}127.0.0.1:{port}/0"
+
+
+def redis_password(data_dir: Path) -> str:
+    """The password of the private Redis keeping its data in ``data_dir``: made
+    on its first start and kept there (readable by us alone) for the next."""
+    path = data_dir / "password"
+    if not path.is_file():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def without_password(url: str) -> str:
+    """``url`` fit to print: its password, if any, replaced by ``***``."""
+    return re.sub(r"^(rediss?://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def redis_command(

@@ -22,7 +22,9 @@ from asu.local_services import (
     flask_command,
     gunicorn_command,
     http_ok,
+    redis_password,
     start_redis,
+    without_password,
 )
 
 REDIS_DIR = Path("var") / "run" / "redis"
@@ -39,9 +41,12 @@ def _bring_up(group: ProcessGroup) -> None:
     config = load_config()
     env = dict(os.environ)
     if not config.redis_url:
-        redis_proc, env["ASU_REDIS_URL"] = start_redis(REDIS_DIR, persistent=True)
+        redis_proc, env["ASU_REDIS_URL"] = start_redis(
+            REDIS_DIR, persistent=True, password=redis_password(REDIS_DIR)
+        )
         group.adopt("redis-server", redis_proc)
-    print(f"redis: {env.get('ASU_REDIS_URL') or config.redis_url}", flush=True)
+    redis_url = env.get("ASU_REDIS_URL") or config.redis_url
+    print(f"redis: {without_password(redis_url)}", flush=True)
 
     workers = {
         f"worker-{number}": flask_command("worker")

@@ -109,13 +109,20 @@ def test_compose_file_is_valid_for_docker_compose():
     tool = shutil.which("docker-compose")
     if tool is None:
         pytest.skip("docker-compose is not installed (Debian package docker-compose)")
-    result = subprocess.run(
-        [tool, "-f", "docker-compose.yml", "config", "--quiet"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    def config(**environ: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [tool, "-f", "docker-compose.yml", "config", "--quiet"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=os.environ | environ,
+        )
+
+    result = config(ASU_REDIS_PASSWORD="a-long-random-string")
     assert result.returncode == 0, result.stderr
+    # Without a password for Redis, compose refuses to start anything.
+    unset = config(ASU_REDIS_PASSWORD="")
+    assert unset.returncode != 0 and "ASU_REDIS_PASSWORD" in unset.stderr
 
 
 def test_compose_services_and_volumes_refer_to_each_other(compose):
@@ -131,8 +138,11 @@ def test_compose_services_and_volumes_refer_to_each_other(compose):
                 assert (REPO / source).is_file(), f"{name} mounts {source}"
             else:
                 assert source in volumes, f"{name} mounts undeclared {source}"
-    # Redis keeps its data, and every app role shares the store and the key.
-    assert "--appendonly" in services["redis"]["command"]
+    # Redis keeps its data behind a password, and every app role shares the
+    # store and the key.
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command
+    assert "requirepass $$ASU_REDIS_PASSWORD" in redis_command
     for role in ("server", "worker", "janitor"):
         mounts = {m.split(":")[0]: m.split(":")[1] for m in services[role]["volumes"]}
         assert mounts == {"public": "/srv/asu/public", "cache": "/srv/asu/cache"}
@@ -145,7 +155,8 @@ def test_compose_settings_are_real_config_keys(compose):
             k: str(v) for k, v in compose["services"][name]["environment"].items()
         }
         config = load_config(environ=environ)
-        assert config.redis_url == "redis://redis:6379/0"
+        assert config.redis_url.startswith("redis://:${ASU_REDIS_PASSWORD:?")
+        assert config.redis_url.endswith("}@redis:6379/0")
         assert str(config.store_path) == "/srv/asu/public/store"
     assert load_config(environ={"ASU_TRUSTED_PROXIES": "1"}).trusted_proxies == 1
 

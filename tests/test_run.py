@@ -34,6 +34,7 @@ class Run:
     """One ``python -m asu.run`` in ``cwd``, its output in a file."""
 
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd = cwd
         self.log = cwd / f"run-{time.monotonic_ns()}.log"
         with open(self.log, "wb") as output:
             self.proc = subprocess.Popen(
@@ -53,7 +54,11 @@ class Run:
         return SERVING.search(self.output())[1]
 
     def redis_url(self) -> str:
-        return re.search(r"redis: (redis://\S+)", self.output())[1]
+        """The private Redis's URL: printed without its password, which is kept
+        beside its data."""
+        printed = re.search(r"redis: (redis://\S+)", self.output())[1]
+        password = (self.cwd / "var/run/redis/password").read_text().strip()
+        return printed.replace(":***@", f":{password}@")
 
     def terminate(self) -> set[int]:
         """SIGTERM; wait for the exit; return the processes it had started."""
@@ -108,8 +113,13 @@ def test_run_serves_stops_cleanly_and_keeps_redis_data(started, tmp_path, run_en
         "two RQ workers",
         run.proc,
     )
-    # The private Redis is persistent: its append-only data lives under var/.
+    # The private Redis is persistent: its append-only data lives under var/;
+    # it asks for a password, which is never printed.
     redis_url = run.redis_url()
+    assert redis_url not in run.output()
+    anonymous = "redis://" + redis_url.split("@", 1)[1]
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(anonymous).set("asu:test:kept", "no")
     redis.Redis.from_url(redis_url).set("asu:test:kept", "yes")
     assert (tmp_path / "var/run/redis").is_dir()
     assert "janitor update --interval 3600" in _commands(run.proc.pid)
