@@ -28,6 +28,10 @@ from asu import keys, stats
 
 #: The header of a build that is done.
 DONE_HEADERS = {"X-Imagebuilder-Status": "done"}
+#: How long a proxy in front may keep a finished build's answer at most: never
+#: past the build's expiry, and not much past a janitor pass that could drop it
+#: (a new snapshot revision).
+PROXY_SECONDS = 300
 #: Failures that say nothing about the request: asking again builds again.
 TRANSIENT = {"disk_full", "unreadable"}
 INTERRUPTED = "Error: the build was interrupted before it finished; request it again"
@@ -68,7 +72,12 @@ class Kept:
 
     @property
     def headers(self) -> dict[str, str]:
-        return DONE_HEADERS if self.status == 200 else {}
+        """A 200's: it is done, and how long nginx may keep it (``X-Accel-Expires``,
+        which nginx keeps to itself)."""
+        if self.status != 200:
+            return {}
+        keep = min(self.seconds_left, PROXY_SECONDS)
+        return DONE_HEADERS | {"X-Accel-Expires": str(keep)}
 
 
 def done(result: dict) -> dict:

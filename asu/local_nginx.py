@@ -25,10 +25,14 @@ def binary() -> str:
     return found
 
 
-def site(app: str, public_path: Path, port: int) -> str:
-    """The site for the app at ``app`` (``host:port``), serving ``public_path``."""
+def site(app: str, public_path: Path, cache: Path, port: int) -> str:
+    """The site for the app at ``app`` (``host:port``), serving ``public_path``,
+    its answers' cache in ``cache``."""
     return Template(TEMPLATE.read_text()).safe_substitute(
-        ASU_APP=app, ASU_PUBLIC_PATH=str(public_path.resolve()), NGINX_PORT=str(port)
+        ASU_APP=app,
+        ASU_PUBLIC_PATH=str(public_path.resolve()),
+        ASU_NGINX_CACHE=str(cache.resolve()),
+        NGINX_PORT=str(port),
     )
 
 
@@ -38,7 +42,7 @@ def start(app: str, public_path: Path, prefix: Path) -> tuple[subprocess.Popen, 
     refuses."""
     port = free_port()
     prefix.mkdir(parents=True, exist_ok=True)
-    (prefix / "asu.conf").write_text(site(app, public_path, port))
+    (prefix / "asu.conf").write_text(site(app, public_path, prefix / "cache", port))
     user = "user root;" if os.geteuid() == 0 else ""
     (prefix / "nginx.conf").write_text(
         f"{user}\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"

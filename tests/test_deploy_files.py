@@ -15,11 +15,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from clients import X86_APK, wait_for
 from conftest import REPO
 
 from asu import local_nginx
@@ -109,6 +111,7 @@ def test_compose_file_is_valid_for_docker_compose():
     tool = shutil.which("docker-compose")
     if tool is None:
         pytest.skip("docker-compose is not installed (Debian package docker-compose)")
+
     def config(**environ: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [tool, "-f", "docker-compose.yml", "config", "--quiet"],
@@ -201,7 +204,7 @@ def test_systemd_units_verify(tmp_path):
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
     # The same units, pointed at this checkout instead of /srv/asu.
-    for path in SYSTEMD.iterdir():
+    for path in [*SYSTEMD.glob("*.service"), *SYSTEMD.glob("*.timer")]:
         text = path.read_text().replace(INSTALLED, f"{BIN}/")
         (tmp_path / path.name).write_text(text.replace("=/srv/asu\n", f"={tmp_path}\n"))
     (tmp_path / "asu-worker@1.service").symlink_to("asu-worker@.service")
@@ -214,6 +217,14 @@ def test_systemd_units_verify(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "asu" not in result.stderr, result.stderr
+
+
+def test_the_units_example_environment_is_real_settings():
+    lines = (SYSTEMD / "asu.default").read_text().splitlines()
+    environ = dict(line.split("=", 1) for line in lines if line[:4] == "ASU_")
+    config = load_config(environ=environ)
+    assert config.redis_url.startswith("redis://:") and "@" in config.redis_url
+    assert config.trusted_proxies == 1
 
 
 # -- nginx ------------------------------------------------------------------------
@@ -274,3 +285,25 @@ def test_nginx_serves_json_and_store_from_disk_and_proxies_the_rest(nginx, app_c
     page = requests.get(f"{nginx}/", timeout=5)
     assert page.status_code == 200 and "Build a firmware image" in page.text
     assert requests.get(f"{nginx}/metrics", timeout=5).status_code == 200
+
+
+class TestAnswersBehindNginx:
+    """nginx keeps a finished build's answer as long as the app says, never past
+    the build's own expiry."""
+
+    @pytest.fixture
+    def app_config(self, app_config):
+        return app_config | {"build_ttl": 4}
+
+    def test_a_finished_answer_is_cached_until_it_expires(self, nginx, worker):
+        done = wait_for(nginx, X86_APK)
+        assert done.status_code == 200
+        url = f"{nginx}/api/v1/build/{done.json()['request_hash']}"
+        first = requests.get(f"{url}?1700000000", timeout=10)
+        again = requests.get(f"{url}?1700000001", timeout=10)
+        assert again.headers["X-Cache-Status"] == "HIT"
+        assert again.content == first.content
+        assert "X-Accel-Expires" not in again.headers
+        time.sleep(5)  # the build's result has expired
+        gone = requests.get(url, timeout=10)
+        assert gone.status_code == 404 and gone.headers["X-Cache-Status"] != "HIT"
