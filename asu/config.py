@@ -97,6 +97,7 @@ class Config:
     max_request_bytes: int = 256 * 1024
     max_builds_per_client: int = 50
     client_builds_window: Duration = Duration(3600)
+    max_client_builds_in_flight: int = 4
     trusted_proxies: int = 0
     worker_heartbeat_interval: Duration = Duration(30)
 

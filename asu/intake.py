@@ -1,7 +1,7 @@
 """Everything between a parsed request and its build job, for every API
 generation: version, target and profile resolved (a 400 naming the field); then
 the cached or in-flight job of the same hash, or, for a new build only, packages
-known (422) and the client's allowance (429) before the one queue. A cached answer
+known (422) and the client's allowances (429) before the one queue. A cached answer
 costs no package check: the request passed it when it was built."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def accept(
 
     def admit() -> None:
         package_validation.check_packages(connection, config, resolved)
+        limits.admit_in_flight(connection, config, client, resolved.hash)
         limits.charge_new_build(connection, config, client)
 
     return build_queue.submit(connection, config, resolved, admit=admit)

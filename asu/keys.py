@@ -167,3 +167,9 @@ def web_devices(distro: str, version: str) -> str:
 def client_builds(client: str) -> str:
     """Counter of the new builds one client asked for in the current window."""
     return f"{PREFIX}:limit:builds:{client}"
+
+
+def client_in_flight(client: str) -> str:
+    """Sorted set of the request hashes one client's new builds run under, scored
+    by when each was admitted; finished ones leave it at the client's next one."""
+    return f"{PREFIX}:limit:in_flight:{client}"

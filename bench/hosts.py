@@ -67,6 +67,8 @@ def _run(scratch: Path, network: Network) -> str:
         "upstream_url": upstream.url,
         "upstream_keys": [signing_key().public_key.to_text().splitlines()[-1]],
         "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
+        # One client posts every build at once.
+        "max_client_builds_in_flight": 0,
     }
     site = Site(network, scratch / "site", settings)
     try:

@@ -206,7 +206,11 @@ def route(request) -> Route:
 def loaded_settings() -> dict:
     # Requests the changes leave valid are queued (no worker builds them): no
     # per-client or queue limit then hides the paths behind a new build.
-    return {"max_builds_per_client": 0, "max_pending_jobs": 100_000}
+    return {
+        "max_builds_per_client": 0,
+        "max_client_builds_in_flight": 0,
+        "max_pending_jobs": 100_000,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import requests
 from clients import C7, X86_APK, post
 
 from asu import create_app, keys
+from asu.build_queue import fetch
 from asu.limits import client_id
 
 WINDOW = 600
@@ -90,11 +91,50 @@ def test_without_a_proxy_the_header_is_ignored(client):
 
 
 def test_zero_means_no_limit(app_config):
-    client = create_app(app_config | {"max_builds_per_client": 0}).test_client()
+    unlimited = {"max_builds_per_client": 0, "max_client_builds_in_flight": 0}
+    client = create_app(app_config | unlimited).test_client()
     statuses = {
         client.post("/api/v1/build", json=new_build(n)).status_code for n in range(5)
     }
     assert statuses == {202}
+
+
+class TestBuildsInFlight:
+    """However many new builds a client may ask for per window, only a few of its
+    builds wait or run at once: a few addresses cannot fill everybody's queue."""
+
+    @pytest.fixture
+    def app_config(self, app_config):
+        return app_config | {
+            "max_builds_per_client": 0,
+            "max_client_builds_in_flight": 2,
+        }
+
+    def test_a_third_build_waits_until_one_is_done(self, live_server, redis_url):
+        first = post(live_server, new_build(1)).json()["request_hash"]
+        assert post(live_server, new_build(2)).status_code == 202
+        refused = post(live_server, new_build(3))
+        assert refused.status_code == 429
+        assert "2 builds waiting or running" in refused.json()["detail"]
+        assert int(refused.headers["Retry-After"]) > 0
+        # Asking again for a build in flight is no new build.
+        assert post(live_server, new_build(1)).status_code == 202
+        fetch(redis.Redis.from_url(redis_url), first).cancel()
+        assert post(live_server, new_build(3)).status_code == 202
+        assert post(live_server, new_build(4)).status_code == 429
+
+    def test_other_clients_are_not_held_back(self, client):
+        def as_client(address: str, n: int):
+            return client.post(
+                "/api/v1/build",
+                json=new_build(n),
+                environ_base={"REMOTE_ADDR": address},
+            )
+
+        for n in (1, 2):
+            assert as_client("192.0.2.1", n).status_code == 202
+        assert as_client("192.0.2.1", 3).status_code == 429
+        assert as_client("192.0.2.2", 3).status_code == 202
 
 
 def test_queue_cap_is_503_with_retry_after(app_config):
