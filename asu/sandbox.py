@@ -208,6 +208,9 @@ def _bwrap(
     ]  # fmt: skip
     for inside, outside in layout.read_only:
         args += ["--ro-bind", str(outside.resolve()), inside]
+    # The root is a tmpfs of no set size that a user namespace's root owns: left
+    # writable, a build could write outside its capped directories.
+    args += ["--remount-ro", "/"]
     args += ["--chdir", f"{JOB_DIR}/{cwd}".rstrip("/"), "--clearenv"]
     for key, value in BASE_ENV.items():
         args += ["--setenv", key, value]

@@ -4,7 +4,9 @@ an RQ worker and a live HTTP server. Nothing here touches the Redis on 6379."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ import demo_stack
 import pytest
 import redis
 from hypothesis import HealthCheck, settings
+from unprivileged import NOBODY, Runtime, runtime
 from upstreams import X86, repack, replace_make_target
 from werkzeug.serving import make_server
 
@@ -185,6 +188,43 @@ def worker(app_config, tmp_path):
     from rq import Worker
 
     wait_until(lambda: Worker.count(connection=connection) > 0, "RQ worker", proc)
+    yield proc
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def nobody() -> Iterator[Runtime]:
+    """What lets ``nobody`` run the project; only a suite run as root has another
+    user to run a worker as (otherwise every worker is unprivileged already)."""
+    if os.geteuid() != 0:
+        pytest.skip("the suite runs unprivileged: its own workers are not root")
+    python = runtime()
+    yield python
+    python.remove()
+
+
+@pytest.fixture
+def nobody_scratch(nobody) -> Iterator[Path]:
+    """A directory ``nobody`` owns, outside the suite's private temporary tree."""
+    path = Path(tempfile.mkdtemp(prefix="asu-unprivileged-"))
+    os.chown(path, NOBODY, NOBODY)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def unprivileged_worker(app_config, nobody_scratch, nobody):
+    """One real RQ worker running as ``nobody``, its log in ``nobody_scratch``."""
+    proc = spawn(
+        nobody.command("-m", "flask", "--app", "asu", "worker"),
+        log_path=nobody_scratch / "worker.log",
+        env=nobody.environ(environ_for(app_config)),
+        cwd=nobody_scratch,
+    )
+    connection = redis.Redis.from_url(app_config["redis_url"])
+    from rq import Worker
+
+    wait_until(lambda: Worker.count(connection=connection) > 0, "worker", proc)
     yield proc
     stop(proc)
 

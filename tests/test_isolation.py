@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 import redis
 from clients import X86_APK, explain, wait_for
-from unprivileged import runtime
+from unprivileged import NOBODY, runtime
 from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
 
 from asu import cgroups, job_store
@@ -156,15 +156,33 @@ def linking_imagebuilder(key: Path):
 
 
 @pytest.fixture
-def paths(tmp_path) -> dict:
+def worker_user(request) -> str:
+    """Whom the worker runs as: the suite's own user, or ``nobody`` (as in the
+    container and the systemd unit) where a test asks for it."""
+    return getattr(request, "param", "suite")
+
+
+@pytest.fixture
+def home(request, worker_user, tmp_path) -> Path:
+    """Where the server keeps its files: somewhere its worker's user owns."""
+    if worker_user == "nobody":
+        return request.getfixturevalue("nobody_scratch")
+    return tmp_path
+
+
+@pytest.fixture
+def paths(home, worker_user) -> dict:
     config = load_config(
         overrides={
-            "cache_path": str(tmp_path / "cache"),
-            "public_path": str(tmp_path / "public"),
+            "cache_path": str(home / "cache"),
+            "public_path": str(home / "public"),
         }
     )
     key = config.cache_path / "keys" / "server.key"
     server_key(config)  # exists before the build, as on any running server
+    if worker_user == "nobody":
+        for path in (config.cache_path, key.parent, key):
+            os.chown(path, NOBODY, NOBODY)
     outside = f"/usr/asu-escaped-{uuid.uuid4().hex}"
     yield {"config": config, "key": key, "outside": outside}
     Path(outside).unlink(missing_ok=True)
@@ -201,12 +219,19 @@ def hostile_upstream(upstream_tree, tmp_path, redis_url, upstream, paths):
 
 
 @pytest.fixture
-def app_config(app_config, hostile_upstream):
-    return app_config | {"upstream_url": hostile_upstream.url}
+def app_config(app_config, hostile_upstream, paths):
+    return app_config | {
+        "upstream_url": hostile_upstream.url,
+        "cache_path": str(paths["config"].cache_path),
+        "public_path": str(paths["config"].public_path),
+    }
 
 
 @pytest.fixture
-def base(live_server, worker):
+def base(request, live_server, worker_user):
+    request.getfixturevalue(
+        "unprivileged_worker" if worker_user == "nobody" else "worker"
+    )
     return live_server
 
 
@@ -215,6 +240,7 @@ def probes(stdout: str) -> dict[str, str]:
     return dict(line.removeprefix("PROBE ").split(": ", 1) for line in lines)
 
 
+@pytest.mark.parametrize("worker_user", ["suite", "nobody"], indirect=True)
 def test_every_escape_attempt_fails_and_the_build_fails(base, paths, redis_url):
     response = wait_for(base, X86_APK)
     assert response.status_code == 500
