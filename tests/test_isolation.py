@@ -24,9 +24,13 @@ from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
 
 from asu import cgroups, job_store
 from asu.config import load_config
+from asu.offline.model import Package
+from asu.offline.packages import write_feed
 from asu.offline.server import UpstreamServer
+from asu.offline.tree import signing_key
 from asu.signing import server_key
 
+X86_OPKG = {"version": "23.05.4", "target": "x86/64", "profile": "generic"}
 C7_2305 = {
     "version": "23.05.4",
     "target": "ath79/generic",
@@ -263,6 +267,81 @@ def test_output_is_cut_to_the_limit(base):
     assert body["status"] == 500
     assert len(body["stderr"]) < 1.1 * (1 << 20)
     assert "bytes of output cut" in body["stderr"]
+
+
+HOSTILE_POSTINST = """#!/bin/sh
+# make image runs it, as OpenWrt's prepare_rootfs runs every package's postinst.
+python3 - <<'PROBES'
+import socket
+
+for name, (host, port, message) in {targets!r}.items():
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(message.encode())
+    except OSError as error:
+        print(f"PROBE {{name}}: blocked ({{type(error).__name__}})", flush=True)
+    else:
+        print(f"PROBE {{name}}: POSSIBLE", flush=True)
+PROBES
+"""
+
+
+class TestAHostilePackageScript:
+    """A package from an allowed extra feed runs its ``postinst`` during
+    ``make image`` and tries Redis, the web server, the feed it came from and an
+    outside address: all fail, the image is built as asked, Redis is untouched."""
+
+    SENTINEL = "rq:job:" + "5" * 64
+
+    @pytest.fixture
+    def feed(self, tmp_path):
+        server = UpstreamServer(tmp_path / "feed").start()
+        yield server
+        server.stop()
+
+    @pytest.fixture
+    def app_config(self, app_config, feed):
+        return app_config | {"repository_allow_list": [f"{feed.url}/"]}
+
+    def publish(self, feed: UpstreamServer, redis_url: str, web_url: str) -> None:
+        """The signed feed, its package's script aimed at this test's servers."""
+        attack = (
+            f"HSET {self.SENTINEL} status finished\r\nSET asu:sandbox-escaped 1\r\n"
+        )
+        targets = {
+            "reach Redis": ("127.0.0.1", urlparse(redis_url).port, attack),
+            "reach the web server": ("127.0.0.1", urlparse(web_url).port, "GET /"),
+            "reach the feed": ("127.0.0.1", urlparse(feed.url).port, "GET /"),
+            "reach an outside address": ("1.1.1.1", 443, ""),
+        }
+        script = HOSTILE_POSTINST.format(targets=targets)
+        package = Package("hostile", "1.0-r1", arch="x86_64", postinst=script)
+        root = feed.root / "extra"
+        write_feed(root, [package], "opkg", "x86_64", 1_700_000_000)
+        (root / "Packages.sig").write_text(
+            signing_key().sign((root / "Packages").read_bytes())
+        )
+
+    @pytest.mark.parametrize("worker_user", ["suite", "nobody"], indirect=True)
+    def test_its_attempts_fail_and_the_image_is_built(self, base, feed, redis_url):
+        self.publish(feed, redis_url, base)
+        connection = redis.Redis.from_url(redis_url)
+        connection.hset(self.SENTINEL, "status", "queued")
+        body = X86_OPKG | {
+            "packages": ["hostile"],
+            "repositories": {"extra": f"{feed.url}/extra"},
+            "repository_keys": [signing_key().public_key.to_text().splitlines()[-1]],
+            "repositories_mode": "append",
+        }
+        response = wait_for(base, body)
+        assert response.status_code == 200, explain(response)
+        result = response.json()
+        assert result["manifest"]["hostile"] == "1.0-r1"
+        results = probes(result["stdout"])
+        assert len(results) == 4, result["stdout"][-2000:]
+        assert all(outcome.startswith("blocked") for outcome in results.values())
+        assert connection.hgetall(self.SENTINEL) == {b"status": b"queued"}
+        assert connection.get("asu:sandbox-escaped") is None
 
 
 def test_a_link_out_of_the_sandbox_is_never_published(base, paths):

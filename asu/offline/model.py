@@ -37,6 +37,8 @@ class Package:
     abi_version: str = ""
     description: str = ""
     arch: str = "all"
+    #: The ``postinst`` script of an ``.ipk``, which ``make image`` runs.
+    postinst: str = ""
 
     @property
     def payload_size(self) -> int:

@@ -151,6 +151,8 @@ def apk_info(pkg: Package) -> PackageInfo:
 
 def _ipk(pkg: Package, data: dict[str, bytes | None], mtime: int) -> bytes:
     control = {"control": control_text(pkg).encode()}
+    if pkg.postinst:
+        control["postinst"] = pkg.postinst.encode()
     outer = [
         ("./debian-binary", b"2.0\n"),
         ("./data.tar.gz", _gzip(_tar(_dot_tree(data), mtime))),

@@ -64,6 +64,7 @@ class UpstreamServer(ThreadingHTTPServer):
     ):
         handler = functools.partial(_Handler, directory=str(root))
         super().__init__((host, port), handler)
+        self.root = root
         self.quiet = quiet
         self.request_log: list[tuple[str, str, int]] = []
 

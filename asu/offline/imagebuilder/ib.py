@@ -868,8 +868,12 @@ def install_opkg(ctx: Context, root: Path, selection: Selection) -> None:
         print(f"Installing {package.name} ({package.version}) to root...")
         data = package_file(ctx, package)
         installed = extract(ipk_part(data, "data.tar.gz"), root)
-        control = control_file(ipk_part(data, "control.tar.gz"))
+        control_tar = ipk_part(data, "control.tar.gz")
+        control = control_file(control_tar)
         (info_dir / f"{package.name}.control").write_text(control)
+        postinst = control_member(control_tar, "postinst")
+        if postinst is not None:
+            (info_dir / f"{package.name}.postinst").write_bytes(postinst)
         (info_dir / f"{package.name}.list").write_text(
             "".join(f"/{path}\n" for path in installed)
         )
@@ -879,9 +883,16 @@ def install_opkg(ctx: Context, root: Path, selection: Selection) -> None:
 
 
 def control_file(control_tar_gz: bytes) -> str:
+    return control_member(control_tar_gz, "control").decode()
+
+
+def control_member(control_tar_gz: bytes, name: str) -> bytes | None:
+    """The file ``name`` of an ``.ipk``'s control part, None when it has none."""
     with tarfile.open(fileobj=io.BytesIO(control_tar_gz), mode="r:gz") as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("control"))
-        return tar.extractfile(member).read().decode()
+        for member in tar.getmembers():
+            if member.isfile() and member.name.removeprefix("./") == name:
+                return tar.extractfile(member).read()
+    return None
 
 
 def opkg_status_entry(ctx: Context, package: Candidate, control: str, how: str) -> str:
@@ -1010,6 +1021,23 @@ def build_root(ctx: Context, root: Path, selection: Selection) -> None:
     print("Finalizing root filesystem...")
     write_release_files(ctx, root)
     overlay_files(root)
+    run_postinst_scripts(root)
+
+
+def run_postinst_scripts(root: Path) -> None:
+    """Run the packages' ``postinst`` scripts in the root, then drop them, as
+    OpenWrt's ``prepare_rootfs`` does: with bash, ``IPKG_INSTROOT`` set."""
+    shell = shutil.which("bash") or "sh"
+    env = os.environ | {"IPKG_INSTROOT": str(root)}
+    sys.stdout.flush()
+    for script in sorted(root.glob("usr/lib/opkg/info/*.postinst")):
+        relative = f"./{script.relative_to(root)}"
+        status = subprocess.run([shell, relative], cwd=root, env=env).returncode
+        if status != 0:
+            raise Failure(
+                [f"postinst script {relative} has failed with exit code {status}"]
+            )
+        script.unlink()
 
 
 # -- make image: filesystems ---------------------------------------------------------
