@@ -209,7 +209,8 @@ def test_the_same_request_is_answered_from_the_cache(server, feed_server):
 
 def auc_request(server: Server) -> dict:
     """What auc posts: the wanted packages with the versions of the server's own
-    ``index.json``, the complete set (``diff_packages``)."""
+    ``index.json``, the complete set (``diff_packages``), and the filesystem the
+    device runs (its board's ``rootfs_type``)."""
     base = f"{server.url}/json/v1/releases/24.10.4"
     target = requests.get(f"{base}/targets/x86/64/index.json", timeout=10).json()
     feeds = requests.get(f"{base}/packages/x86_64-index.json", timeout=10).json()
@@ -222,7 +223,11 @@ def auc_request(server: Server) -> dict:
         "jsonfilter",
     ]
     chosen = {n: versions[n] for n in wanted if n in versions and n not in UNAVAILABLE}
-    return GENERIC | {"packages_versions": chosen, "diff_packages": True}
+    return GENERIC | {
+        "packages_versions": chosen,
+        "diff_packages": True,
+        "filesystem": "squashfs",
+    }
 
 
 def test_two_workers_build_at_once_sharing_the_package_cache(server, feed_server):
@@ -230,7 +235,10 @@ def test_two_workers_build_at_once_sharing_the_package_cache(server, feed_server
     both build, only new packages are fetched, the cache holds whole files."""
     before = set(fetched_packages(feed_server))
     # Removing what no index has is no error: opkg ignores it.
-    more = BASIC | {"packages": [*BASIC["packages"], "lsblk", "-gone-upstream"]}
+    more = BASIC | {
+        "packages": [*BASIC["packages"], "lsblk", "-gone-upstream"],
+        "filesystem": "ext4",
+    }
     auc = auc_request(server)
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda body: build(server, body), [more, auc]))
@@ -246,6 +254,8 @@ def test_two_workers_build_at_once_sharing_the_package_cache(server, feed_server
         if manifest.get(name) != version
     }
     assert mismatched == {}
+    for result, filesystem in zip(results, ("ext4", "squashfs"), strict=True):
+        assert {image["filesystem"] for image in result["images"]} <= {filesystem, ""}
     cached = [p for p in (server.cache / "packages").rglob("*") if p.is_file()]
     assert cached and all(
         hashlib.sha256(p.read_bytes()).hexdigest() == p.name for p in cached

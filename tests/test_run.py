@@ -4,6 +4,7 @@ stops every process it started."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import re
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,8 @@ PHASES = {"start-up": 34, "idle": 12, "build": 4}
 LIMITS = {"start-up": 2.0, "idle": 1.0, "build": 4.5}
 #: What ``worker_stop_grace`` is in the rounds: some builds finish within it.
 ROUND_GRACE = 2
+#: Rounds run at once.
+PARALLEL = 2
 
 
 def stop_rounds() -> list[tuple[str, signal.Signals, float]]:
@@ -223,14 +227,42 @@ def round_env(run_env) -> dict[str, str]:
 
 
 def test_a_signal_at_any_moment_stops_every_process(tmp_path, round_env):
-    """SIGTERM or SIGINT in start-up, idle or during a build: every process ends."""
-    for number, (phase, sig, delay) in enumerate(stop_rounds()):
-        cwd = tmp_path / f"round-{number}"
-        cwd.mkdir()
+    """SIGTERM or SIGINT in start-up, idle or during a build: every process ends.
+
+    Rounds run ``PARALLEL`` at a time, each in a process of its own: every such
+    process is the subreaper of its own rounds, so what a round leaves behind is
+    found by that round alone."""
+    rounds = [
+        (tmp_path / f"round-{number}", round_env, *drawn)
+        for number, drawn in enumerate(stop_rounds())
+    ]
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(PARALLEL, mp_context=fork) as pool:
+        failures = [f for f in pool.map(stop_round, *zip(*rounds, strict=True)) if f]
+    assert not failures, "\n\n".join(failures)
+
+
+def stop_round(
+    cwd: Path, env: dict[str, str], phase: str, sig: signal.Signals, delay: float
+) -> str:
+    """One round in ``cwd``, with its own port, store and cache: what went wrong,
+    or nothing."""
+    cwd.mkdir()
+    env = env | environ_for(
+        {
+            "port": free_port(),
+            "public_path": cwd / "public",
+            "cache_path": cwd / "cache",
+        }
+    )
+    try:
         with Orphanage() as orphanage:
-            run = Run(cwd, round_env)
+            run = Run(cwd, env)
             reach(run, phase, delay)
             assert_stopped(run, orphanage, sig)
+    except BaseException as failure:  # pytest.fail's exception is no Exception
+        return f"{cwd.name} ({phase}, {sig.name} after {delay:.2f} s): {failure}"
+    return ""
 
 
 @pytest.mark.parametrize("phase, delay", [("start-up", 0.8), ("idle", 0.2)])
