@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo run test fuzz bench lint screenshots system-deps test-deps venv clean
 
 demo: system-deps venv
-	$(PY) -m asu.demo
+	$(PY) -m offline_upstream.demo
 
 # Production shape on one machine: gunicorn, RQ workers, janitor (see README).
 run: system-deps venv

@@ -8,9 +8,11 @@ setup(
     name="asu",
     version="0.1.0",
     description="Attended sysupgrade server: firmware on demand for OpenWrt",
-    packages=find_packages(include=["asu", "asu.*"]),
+    # offline_upstream (the stand-in upstream, for make demo, tests and bench) is
+    # installed beside asu in a checkout; the server's image copies asu alone.
+    packages=find_packages(include=["asu", "asu.*", "offline_upstream"]),
     package_data={
-        "asu.offline": ["data/*.json.gz", "imagebuilder/*"],
+        "offline_upstream": ["data/*.json.gz", "imagebuilder/*"],
         "asu.web": ["templates/*.html", "static/*"],
     },
     python_requires=">=3.11.4",  # tarfile extraction filters

@@ -55,24 +55,11 @@ from asu.ib_output import Info, parse_info, parse_manifest
 from asu.package_cache import PackageCache
 from asu.package_versions import compare
 from asu.signing import server_key
+from asu.stages import STAGES
 from asu.times import iso_utc
 
 log = logging.getLogger(__name__)
 
-#: Finer stages, each mapped to the ``imagebuilder_status`` shown meanwhile: only
-#: the five values older LuCI understands (an unknown one breaks its dialog).
-STAGES = {
-    "init": "init",
-    "download_imagebuilder": "download_imagebuilder",
-    "unpack_imagebuilder": "unpack_imagebuilder",
-    "prepare_imagebuilder": "unpack_imagebuilder",
-    "make_info": "calculate_packages_hash",
-    "fetch_packages": "calculate_packages_hash",
-    "make_manifest": "calculate_packages_hash",
-    "make_image": "building_image",
-    "sign_images": "building_image",
-    "store_images": "building_image",
-}
 DEFAULTS_PATH = "etc/uci-defaults/99-asu-defaults"
 #: Where the sandbox sees the feeds the worker fetched.
 FEEDS_DIR = "/feeds"

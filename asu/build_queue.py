@@ -19,7 +19,6 @@ from rq.job import Job, JobStatus
 
 from asu import answers, job_store, stats
 from asu.abandoned_jobs import HEARTBEAT_META, fail_if_abandoned
-from asu.build import build
 from asu.build_request import REQUEST_HASH, BuildRequest, RequestError
 from asu.config import Config
 
@@ -27,6 +26,9 @@ from asu.config import Config
 QUEUE_NAME = "builds"
 #: Seconds clients are told to wait when the queue is full.
 QUEUE_FULL_RETRY_AFTER = 60
+#: The job's function, by name: the web process enqueues it without loading the
+#: build pipeline (a worker imports it when it runs the job).
+BUILD = "asu.build.build"
 #: Extra seconds RQ allows beyond the build's own timeout, for download and signing.
 JOB_TIMEOUT_MARGIN = 300
 
@@ -115,7 +117,7 @@ def submit(
     admit()
     try:
         job = queue.enqueue_call(
-            build,
+            BUILD,
             args=(request.as_dict(),),
             job_id=request.hash,
             unique=True,

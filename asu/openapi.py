@@ -15,8 +15,8 @@ from typing import Any
 
 import asu
 from asu import build_request as rules
-from asu.build import STAGES
 from asu.config import Config
+from asu.stages import STAGES
 
 JSON = "application/json"
 Schema = dict[str, Any]

@@ -33,9 +33,9 @@ from rq.job import Job, JobStatus
 from asu import job_store, netns
 from asu.machines import Site
 from asu.netns import SERVER_ADDRESS, Host, Network
-from asu.offline import adb_writer
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import generate, signing_key
+from offline_upstream import adb_writer
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import generate, signing_key
 
 VERSION = "25.12.0"
 BODY = {"version": VERSION, "target": "x86/64", "profile": "generic"}

@@ -27,9 +27,9 @@ import redis
 from asu import create_app
 from asu.config import environ_for
 from asu.local_services import start_redis, stop
-from asu.offline import adb_writer
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import generate, signing_key
+from offline_upstream import adb_writer
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import generate, signing_key
 
 VERSION = "23.05.4"
 CACHED = {

@@ -45,9 +45,9 @@ from asu.local_services import (
     stop,
     wait_until,
 )
-from asu.offline import adb_writer
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import generate, signing_key
+from offline_upstream import adb_writer
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import generate, signing_key
 
 VERSION = "25.12.0"
 CACHED = {"version": VERSION, "target": "x86/64", "profile": "generic"}

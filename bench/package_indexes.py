@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from asu import apk_index, package_index, usign
-from asu.offline import adb_writer
-from asu.offline.tree import generate
 from asu.package_index import PackageIndex
+from offline_upstream import adb_writer
+from offline_upstream.tree import generate
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared/openwrt-samples/builds"
 REAL_APK = SAMPLES / "openwrt-25.12-r32802-x86_64-apk/packages/x86_64"

@@ -32,7 +32,7 @@ from werkzeug.serving import make_server
 from asu import create_app, job_store
 from asu.config import environ_for
 from asu.local_services import spawn, start_redis, stop, wait_until
-from asu.offline.server import UpstreamServer
+from offline_upstream.server import UpstreamServer
 
 REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real-imagebuilder"
 TARGET_DIR = "releases/24.10.4/targets/x86/64"

@@ -3,7 +3,7 @@
 
 Reads the real upstream samples (``/work/shared/openwrt-samples`` layout, see its
 README) and the hand-written facts in ``misc/offline_data_supplement.json``, and
-writes into ``asu/offline/data/``:
+writes into ``offline_upstream/data/``:
 
 * ``profiles-<release>.json.gz``: ``{"<target>/<subtarget>": <profiles.json>}``
 * ``world-<release>.json.gz``: the trimmed package world of each release

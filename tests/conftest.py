@@ -24,9 +24,9 @@ from werkzeug.serving import make_server
 from asu import create_app
 from asu.config import environ_for
 from asu.local_services import spawn, start_redis, stop, wait_until
-from asu.offline import adb_writer
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import generate, signing_key
+from offline_upstream import adb_writer
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import generate, signing_key
 
 REPO = Path(__file__).resolve().parent.parent
 

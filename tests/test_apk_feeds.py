@@ -13,9 +13,9 @@ from upstreams import copy_tree, replace_file
 
 from asu import adb, create_app, keys
 from asu.build_request import RequestError, parse_build_request
-from asu.offline import adb_writer
-from asu.offline.server import UpstreamServer
 from asu.package_validation import check_packages
+from offline_upstream import adb_writer
+from offline_upstream.server import UpstreamServer
 
 APK_VERSIONS = ("25.12.0", "SNAPSHOT")
 X86 = {"version": "25.12.0", "target": "x86/64", "profile": "generic"}

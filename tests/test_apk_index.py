@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from asu import adb, apk_index
 from asu.adb import AdbError, Dependency, PackageInfo
 from asu.apk_index import ApkKey, SignatureError
-from asu.offline import adb_writer
+from offline_upstream import adb_writer
 
 SAMPLE = Path(__file__).resolve().parents[2] / (
     "shared/openwrt-samples/builds/openwrt-25.12-r32802-x86_64-apk/packages/x86_64/base"

@@ -27,9 +27,9 @@ from upstreams import (
 )
 
 from asu.imagebuilder import ImageBuilderError, unpack
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import sign_directory
 from asu.usign import SecretKey
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import sign_directory
 
 KINDS = ("xz", "zst")
 C7_PROFILE = {"profile": "tplink,archer-c7-v5"}

@@ -7,7 +7,7 @@ import pytest
 
 from asu.build_request import BuildRequest, RequestError, parse_build_request
 from asu.config import Config
-from asu.offline import adb_writer
+from offline_upstream import adb_writer
 
 REQUESTS = Path(__file__).parent / "data" / "requests"
 CONFIG = Config(repository_allow_list=("https://feeds.example.org/",))

@@ -12,8 +12,8 @@ import redis
 import requests
 from clients import X86_APK, poll_all, wait_for
 
-from asu.offline.server import UpstreamServer
 from asu.usign import SecretKey
+from offline_upstream.server import UpstreamServer
 
 LUCI_STATUSES = {
     "init",

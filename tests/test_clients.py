@@ -26,8 +26,8 @@ from firmware_selector import (
 )
 
 from asu import devices
-from asu.offline.server import UpstreamServer
 from asu.usign import verify
+from offline_upstream.server import UpstreamServer
 
 FIRST_BOOT = "uci set system.@system[0].hostname='selected'\nuci commit system\n"
 

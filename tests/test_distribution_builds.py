@@ -6,8 +6,8 @@ import pytest
 from clients import wait_for
 from upstreams import snapshot_only
 
-from asu.offline import adb_writer
 from asu.usign import SecretKey
+from offline_upstream import adb_writer
 
 LIME_KEY = SecretKey.from_seed(b"\x0b" * 32)
 LIME_CODE = "r34001-1ec0ffee00"

@@ -25,7 +25,7 @@ from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_targe
 from asu import distributions, imagebuilder, upstream
 from asu.config import environ_for, load_config
 from asu.local_services import free_port, spawn, start_redis, stop, wait_until
-from asu.offline.server import UpstreamServer
+from offline_upstream.server import UpstreamServer
 
 ARCHIVE = "openwrt-imagebuilder-25.12.0-x86-64.Linux-x86_64.tar.zst"
 INTERRUPTED = "Error: the build was interrupted before it finished; request it again"

@@ -25,7 +25,7 @@ from asu.build_queue import fetch
 from asu.local_services import flask_command, wait_until
 from asu.machines import Site
 from asu.netns import SERVER_ADDRESS, Host, Network
-from asu.offline.server import UpstreamServer
+from offline_upstream.server import UpstreamServer
 
 INTERRUPTED = "Error: the build was interrupted before it finished; request it again"
 

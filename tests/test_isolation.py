@@ -24,11 +24,11 @@ from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
 
 from asu import cgroups, job_store
 from asu.config import load_config
-from asu.offline.model import Package
-from asu.offline.packages import write_feed
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import signing_key
 from asu.signing import server_key
+from offline_upstream.model import Package
+from offline_upstream.packages import write_feed
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import signing_key
 
 X86_OPKG = {"version": "23.05.4", "target": "x86/64", "profile": "generic"}
 C7_2305 = {

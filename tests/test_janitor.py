@@ -19,9 +19,9 @@ from upstreams import FaultyUpstream, snapshot_only
 from asu import janitor as janitor_module
 from asu import keys, metadata
 from asu.janitor import run as janitor_pass
-from asu.offline import adb_writer
-from asu.offline.tree import signing_key
 from asu.usign import SecretKey
+from offline_upstream import adb_writer
+from offline_upstream.tree import signing_key
 
 OFFLINE_KEY = signing_key().public_key.to_text().splitlines()[-1]
 OTHER_KEY = SecretKey.from_seed(b"\x07" * 32)

@@ -9,7 +9,7 @@ import redis
 from upstreams import copy_tree, replace_file
 
 from asu import create_app, keys
-from asu.offline.server import UpstreamServer
+from offline_upstream.server import UpstreamServer
 
 FEED = "releases/23.05.4/packages/x86_64/luci"
 

@@ -22,10 +22,16 @@ from pathlib import Path
 import pytest
 
 from asu import adb
-from asu.offline import adb_writer
-from asu.offline.imagebuilder_writer import write_imagebuilder
-from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, ImageType, Package, Profile
-from asu.offline.packages import (
+from offline_upstream import adb_writer
+from offline_upstream.imagebuilder_writer import write_imagebuilder
+from offline_upstream.model import (
+    SIZE_SCALE,
+    ImageBuilderInfo,
+    ImageType,
+    Package,
+    Profile,
+)
+from offline_upstream.packages import (
     apk_index,
     apk_info,
     build_package_file,
@@ -34,7 +40,7 @@ from asu.offline.packages import (
     packages_index,
     write_feed,
 )
-from asu.offline.tree import signing_key
+from offline_upstream.tree import signing_key
 
 MB = 1024 * 1024
 VERSION_CODE = "r28959-29397011cc"

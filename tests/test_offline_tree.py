@@ -13,8 +13,8 @@ import pytest
 import requests
 from real_upstream import shared
 
-from asu.offline.tree import PUBLIC_URL, generate, signing_key
 from asu.usign import SecretKey, UsignError, verify
+from offline_upstream.tree import PUBLIC_URL, generate, signing_key
 
 TRUSTED = [signing_key().public_key]
 

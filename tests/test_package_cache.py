@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from asu import upstream
-from asu.offline.server import UpstreamServer
 from asu.package_cache import FetchError, PackageCache
+from offline_upstream.server import UpstreamServer
 
 DATA = b"a package\n" * 10_000
 SHA256 = hashlib.sha256(DATA).hexdigest()

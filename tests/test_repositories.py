@@ -7,12 +7,12 @@ from clients import wait_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from asu.offline import adb_writer
-from asu.offline.model import Package
-from asu.offline.packages import write_feed
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import signing_key
 from asu.usign import SecretKey
+from offline_upstream import adb_writer
+from offline_upstream.model import Package
+from offline_upstream.packages import write_feed
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import signing_key
 
 EXTRA = Package(
     "asu-extra", "1.0-r1", depends=("libc",), installed_size=64_000, arch="x86_64"

@@ -26,7 +26,7 @@ from upstreams import offline_keys
 from asu.build_queue import fetch
 from asu.config import environ_for
 from asu.local_services import free_port, port_open, wait_until
-from asu.offline.server import UpstreamServer
+from offline_upstream.server import UpstreamServer
 
 #: What ``make run`` prints once the web server answers.
 SERVING = re.compile(r"asu is serving on (http://\S+)")
@@ -333,7 +333,10 @@ def test_demo_stops_every_process(tmp_path, small_tree, sig, delay):
     env = environ_for({"port": free_port()})
     with Orphanage() as orphanage, open(tmp_path / "demo.log", "wb") as log:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "asu.demo"], cwd=tmp_path, env=env, stdout=log
+            [sys.executable, "-m", "offline_upstream.demo"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
         )
         time.sleep(delay)
         demo.send_signal(sig)

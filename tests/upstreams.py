@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from asu import imagebuilder
-from asu.offline import adb_writer
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import compress, generate, sign_directory, signing_key
 from asu.usign import SecretKey
+from offline_upstream import adb_writer
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import compress, generate, sign_directory, signing_key
 
 X86 = "releases/25.12.0/targets/x86/64"  # apk world, .tar.zst
 ATH79 = "releases/23.05.4/targets/ath79/generic"  # opkg world, .tar.xz

@@ -26,8 +26,8 @@ from asu.local_services import (
     start_redis,
     without_password,
 )
-from asu.offline import adb_writer
-from asu.offline.tree import is_current, signing_key
+from offline_upstream import adb_writer
+from offline_upstream.tree import is_current, signing_key
 
 VAR = Path("var")
 DEMO = VAR / "demo"
@@ -75,12 +75,13 @@ def _bring_up(demo: ProcessGroup) -> None:
             shutil.rmtree(unfinished)  # a generator stopped before its rename
         print(f"generating the offline upstream in {UPSTREAM_TREE} ...", flush=True)
         demo.run_to_end(
-            "generate", [python, "-m", "asu.offline", "generate", str(UPSTREAM_TREE)]
+            "generate",
+            [python, "-m", "offline_upstream", "generate", str(UPSTREAM_TREE)],
         )
 
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}"
-    serve = [python, "-m", "asu.offline", "serve", str(UPSTREAM_TREE)]
+    serve = [python, "-m", "offline_upstream", "serve", str(UPSTREAM_TREE)]
     upstream = demo.start("upstream", [*serve, "--port", str(upstream_port)])
     demo.wait_until(
         lambda: http_ok(f"{upstream_url}/.versions.json"), "upstream", upstream

@@ -20,8 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from asu.adb import VERSION_CONFLICT, Dependency, PackageInfo, without_abi
-from asu.offline import adb_writer
-from asu.offline.model import Package
+from offline_upstream import adb_writer
+from offline_upstream.model import Package
 
 #: ``etc/openwrt_release`` as the base-files sources ship it; the ImageBuilder
 #: writes the real values into the image (upstream, the package build does).

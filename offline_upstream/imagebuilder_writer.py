@@ -25,10 +25,10 @@ import shutil
 from pathlib import Path
 
 from asu import adb
-from asu.offline import adb_writer
-from asu.offline.model import SIZE_SCALE, ImageBuilderInfo, Package
-from asu.offline.packages import write_feed
 from asu.usign import SecretKey
+from offline_upstream import adb_writer
+from offline_upstream.model import SIZE_SCALE, ImageBuilderInfo, Package
+from offline_upstream.packages import write_feed
 
 PROGRAM_DIR = Path(__file__).parent / "imagebuilder"
 KERNEL_IMAGE = "vmlinux"

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asu import adb
-from asu.offline import adb_writer
-from asu.offline.imagebuilder_writer import write_imagebuilder
-from asu.offline.model import ImageBuilderInfo, Package
-from asu.offline.packages import write_feed
-from asu.offline.worlds import World, load_profiles, load_world, profile_models
 from asu.usign import SecretKey
+from offline_upstream import adb_writer
+from offline_upstream.imagebuilder_writer import write_imagebuilder
+from offline_upstream.model import ImageBuilderInfo, Package
+from offline_upstream.packages import write_feed
+from offline_upstream.worlds import World, load_profiles, load_world, profile_models
 
 #: Where OpenWrt publishes; the ImageBuilders name their feeds by this address.
 PUBLIC_URL = "https://downloads.openwrt.org"

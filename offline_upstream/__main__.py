@@ -1,4 +1,4 @@
-"""``python -m asu.offline generate DIR`` and ``python -m asu.offline serve DIR``."""
+"""``python -m offline_upstream generate DIR`` and ``... serve DIR``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from asu.offline.server import UpstreamServer
-from asu.offline.tree import SNAPSHOT_VERSION_CODE, generate, signing_key
+from offline_upstream.server import UpstreamServer
+from offline_upstream.tree import SNAPSHOT_VERSION_CODE, generate, signing_key
 
 
 @click.group()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from asu.offline.model import SIZE_SCALE, ImageType, Package, Profile
+from offline_upstream.model import SIZE_SCALE, ImageType, Package, Profile
 
 DATA_DIR = Path(__file__).parent / "data"
 
