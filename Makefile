@@ -11,7 +11,7 @@ demo: system-deps venv
 
 # Production shape on one machine: gunicorn, RQ workers, janitor (see README).
 run: system-deps venv
-	$(PY) -m asu.run
+	$(PY) -m asu.local.run
 
 test: test-deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)

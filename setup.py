@@ -13,7 +13,7 @@ setup(
     packages=find_packages(include=["asu", "asu.*", "offline_upstream"]),
     package_data={
         "offline_upstream": ["data/*.json.gz", "imagebuilder/*"],
-        "asu.web": ["templates/*.html", "static/*"],
+        "asu.api.web": ["templates/*.html", "static/*"],
     },
     python_requires=">=3.11.4",  # tarfile extraction filters
     install_requires=[

@@ -1,7 +1,7 @@
 """The answer to a finished build, serialized once.
 
 A finished build's answer never changes until it expires: the worker writes it
-once, as the bytes of the JSON body every later client gets (``keys.answer``, with
+once, as the bytes of the JSON body every later client gets (``redis_keys.answer``, with
 the result's own time to live), and a cached ``GET`` or ``POST`` sends those bytes
 after one Redis round trip, without decoding or encoding anything. A cached
 ``POST`` counts its statistics in the same round trip (a small Lua script), so
@@ -9,8 +9,8 @@ that being answered from the cache and being counted as a hit are one step.
 
 Answers of failures that say nothing about the request (a full disk, an unreadable
 job) are not kept: asking again builds again. The body is the one the slower path
-(:func:`asu.build_queue.answer`) gives for the job; keys sorted, compact, ASCII, as
-Flask writes JSON.
+(:func:`asu.queue.build_queue.answer`) gives for the job; keys sorted, compact,
+ASCII, as Flask writes JSON.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.commands.core import Script
 
-from asu import keys, stats
+from asu import redis_keys, stats
 
 #: The header of a build that is done.
 DONE_HEADERS = {"X-Imagebuilder-Status": "done"}
@@ -108,18 +108,20 @@ def keep(connection: Redis, request_hash: str, body: dict, ttl: int) -> None:
     if body.get("error_kind") in TRANSIENT:
         return
     head = f"{body['status']} {int(time.time()) + ttl}".encode()
-    connection.set(keys.answer(request_hash), head + _SEPARATOR + encode(body), ex=ttl)
+    connection.set(
+        redis_keys.answer(request_hash), head + _SEPARATOR + encode(body), ex=ttl
+    )
 
 
 def forget(connection: Redis, *request_hashes: str) -> None:
     """Drop the kept answers of builds that are dropped."""
     if request_hashes:
-        connection.delete(*(keys.answer(h) for h in request_hashes))
+        connection.delete(*(redis_keys.answer(h) for h in request_hashes))
 
 
 def kept(connection: Redis, request_hash: str) -> Kept | None:
     """The kept answer of ``request_hash`` (a poll: nothing is counted)."""
-    return _parse(connection.get(keys.answer(request_hash)))
+    return _parse(connection.get(redis_keys.answer(request_hash)))
 
 
 def hit(connection: Redis, request_hash: str, client: str | None) -> Kept | None:
@@ -127,10 +129,10 @@ def hit(connection: Redis, request_hash: str, client: str | None) -> Kept | None
     cache, in one round trip; None (and nothing counted) when there is none."""
     found = _hit_script(connection)(
         keys=[
-            keys.answer(request_hash),
-            keys.stats_totals(),
-            keys.stats_day(stats.today()),
-            keys.stats_top("clients"),
+            redis_keys.answer(request_hash),
+            redis_keys.stats_totals(),
+            redis_keys.stats_day(stats.today()),
+            redis_keys.stats_top("clients"),
         ],
         args=[stats.DAY_TTL, client or "", stats.TOP_LIMIT],
     )

@@ -53,11 +53,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         ],
     )
 
-    from asu import api_v1, cli, errors, json_files, legacy, store
+    from asu import cli
+    from asu.api import errors, json_files, legacy, store, v1
 
     errors.register(app)
     cli.register(app)
-    app.register_blueprint(api_v1.bp)
+    app.register_blueprint(v1.bp)
     app.register_blueprint(store.bp)
     app.register_blueprint(json_files.bp)
     legacy.register(app)
@@ -67,9 +68,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
 
 def _register_operations(app: Flask) -> None:
     """Statistics, metrics, the device catalogue and the web page."""
-    from asu import api_devices, api_stats, metrics, web
+    from asu.api import devices, metrics, stats, web
 
-    for blueprint in (api_stats.bp, api_devices.bp, metrics.bp, web.bp):
+    for blueprint in (stats.bp, devices.bp, metrics.bp, web.bp):
         app.register_blueprint(blueprint)
 
 

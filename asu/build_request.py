@@ -149,7 +149,7 @@ def parse_build_request(
     Every field is checked here, before anything looks a value up, whichever API
     generation it came through. Fields the server does not know are ignored:
     clients add fields over time. With ``target_optional`` (2020 clients send
-    none) a missing target stays empty, for :func:`asu.metadata.resolve` to find
+    none) a missing target stays empty, for :func:`asu.metadata.lookup.resolve` to find
     from the profile.
     """
     if not isinstance(body, Mapping):

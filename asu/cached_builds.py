@@ -14,7 +14,7 @@ import shutil
 import redis
 from rq.job import Job
 
-from asu import answers, job_store, keys
+from asu import answers, job_store, redis_keys
 from asu.build_request import REQUEST_HASH, BuildRequest
 from asu.config import Config
 
@@ -23,7 +23,7 @@ def remember(job: Job | None, request: BuildRequest, config: Config) -> None:
     """Record that ``job`` (the running RQ job, if any) finished ``request``."""
     if job is None:
         return
-    key = keys.builds(request.distro, request.version, request.target)
+    key = redis_keys.builds(request.distro, request.version, request.target)
     with job.connection.pipeline() as pipe:
         pipe.sadd(key, request.hash)
         pipe.expire(key, max(config.build_ttl, config.build_defaults_ttl))
@@ -40,7 +40,7 @@ def forget_other_revisions(
 ) -> int:
     """Delete the recorded builds of ``version``/``target`` that are not at
     ``revision`` (a build of the new one may have finished already); how many."""
-    key = keys.builds(distro, version, target)
+    key = redis_keys.builds(distro, version, target)
     dropped = []
     for member in connection.smembers(key):
         request_hash = member.decode()

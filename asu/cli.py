@@ -11,8 +11,8 @@ from flask.cli import with_appcontext
 from rq import Worker
 
 from asu import job_store
-from asu.build_queue import get_queue
-from asu.parent_death import die_with_parent
+from asu.local.parent_death import die_with_parent
+from asu.queue.build_queue import get_queue
 
 
 class BuildWorker(Worker):
@@ -64,8 +64,8 @@ def _log_builds() -> None:
 
 def register(app) -> None:
     """Add the commands to the app's ``flask`` CLI."""
-    from asu.cleanup import cleanup_command
-    from asu.janitor_cli import janitor_group
+    from asu.metadata.commands import janitor_group
+    from asu.queue.cleanup import cleanup_command
 
     app.cli.add_command(worker_command)
     app.cli.add_command(cleanup_command)

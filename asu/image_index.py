@@ -15,7 +15,7 @@ import json
 
 from redis import Redis
 
-from asu import keys
+from asu import redis_keys
 
 
 def manifest_hash(manifest: dict[str, str]) -> str:
@@ -29,19 +29,21 @@ def record(connection: Redis, result: dict, ttl: int, findable: bool = True) -> 
     for ``ttl`` seconds."""
     with connection.pipeline() as pipe:
         for image in result["images"] if findable else ():
-            pipe.set(keys.image(image["sha256"]), result["request_hash"], ex=ttl)
+            pipe.set(redis_keys.image(image["sha256"]), result["request_hash"], ex=ttl)
         manifest = result["manifest"]
-        pipe.set(keys.manifest(manifest_hash(manifest)), json.dumps(manifest), ex=ttl)
+        pipe.set(
+            redis_keys.manifest(manifest_hash(manifest)), json.dumps(manifest), ex=ttl
+        )
         pipe.execute()
 
 
 def request_hash_of_image(connection: Redis, image_hash: str) -> str | None:
     """The request hash of the build that produced the image, if still kept."""
-    value = connection.get(keys.image(image_hash))
+    value = connection.get(redis_keys.image(image_hash))
     return value.decode() if value else None
 
 
 def manifest(connection: Redis, digest: str) -> dict[str, str] | None:
     """The manifest with this hash, if a kept build has it."""
-    value = connection.get(keys.manifest(digest))
+    value = connection.get(redis_keys.manifest(digest))
     return json.loads(value) if value else None

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 import redis
 from rq import get_current_job
 
-from asu import keys
+from asu import redis_keys
 from asu.branches import branch_name
 from asu.build_request import BuildRequest
 
@@ -45,7 +45,8 @@ def today() -> str:
 
 
 def failure_kind(error: BaseException) -> str:
-    """Why a build failed: the :class:`~asu.build.BuildError` kind, else what broke."""
+    """Why a build failed: the :class:`~asu.worker.build.BuildError` kind, else what
+    broke."""
     kind = getattr(error, "kind", None)
     if kind:
         return kind
@@ -60,21 +61,21 @@ def _bucket(seconds: float) -> str:
 
 
 def _observe(pipe: redis.client.Pipeline, name: str, seconds: float) -> None:
-    key = keys.stats_histogram(name)
+    key = redis_keys.stats_histogram(name)
     pipe.hincrby(key, _bucket(seconds), 1)
     pipe.hincrbyfloat(key, "sum", round(max(seconds, 0.0), 3))
 
 
 def _top(pipe: redis.client.Pipeline, name: str, members: Iterable[str]) -> None:
-    key = keys.stats_top(name)
+    key = redis_keys.stats_top(name)
     for member in members:
         pipe.zincrby(key, 1, member)
     pipe.zremrangebyrank(key, 0, -TOP_LIMIT - 1)
 
 
 def _count(pipe: redis.client.Pipeline, field: str) -> None:
-    day = keys.stats_day(today())
-    pipe.hincrby(keys.stats_totals(), field, 1)
+    day = redis_keys.stats_day(today())
+    pipe.hincrby(redis_keys.stats_totals(), field, 1)
     pipe.hincrby(day, field, 1)
     pipe.expire(day, DAY_TTL)
 
@@ -122,7 +123,7 @@ def count_build(
         _observe(pipe, "queue_wait", waited)
     if result is None:
         _count(pipe, "builds:failed")
-        pipe.hincrby(keys.stats_failures(), failure_kind(error), 1)
+        pipe.hincrby(redis_keys.stats_failures(), failure_kind(error), 1)
     else:
         version, target = request["version"], request["target"]
         _count(pipe, "builds:succeeded")
@@ -178,7 +179,7 @@ def _ints(mapping: dict) -> dict[str, int]:
 
 def totals(connection: redis.Redis) -> dict[str, int]:
     """Every counter since the start, ``{field: count}``."""
-    return _ints(connection.hgetall(keys.stats_totals()))
+    return _ints(connection.hgetall(redis_keys.stats_totals()))
 
 
 def days(connection: redis.Redis, count: int = 30) -> list[dict]:
@@ -187,7 +188,7 @@ def days(connection: redis.Redis, count: int = 30) -> list[dict]:
     dates = [(last - timedelta(days=n)).isoformat() for n in reversed(range(count))]
     pipe = connection.pipeline(transaction=False)
     for day in dates:
-        pipe.hgetall(keys.stats_day(day))
+        pipe.hgetall(redis_keys.stats_day(day))
     return [
         {"date": day, **_fields(_ints(values))}
         for day, values in zip(dates, pipe.execute(), strict=True)
@@ -212,7 +213,7 @@ def hit_ratio(counters: dict[str, int]) -> float | None:
 
 def failures(connection: redis.Redis) -> dict[str, int]:
     """Failed builds by kind, ``{kind: count}``."""
-    return _ints(connection.hgetall(keys.stats_failures()))
+    return _ints(connection.hgetall(redis_keys.stats_failures()))
 
 
 def histogram(connection: redis.Redis, name: str) -> dict:
@@ -222,7 +223,7 @@ def histogram(connection: redis.Redis, name: str) -> dict:
     an observation; the running total is made here."""
     raw = {
         key.decode(): float(value)
-        for key, value in connection.hgetall(keys.stats_histogram(name)).items()
+        for key, value in connection.hgetall(redis_keys.stats_histogram(name)).items()
     }
     running, buckets = 0, []
     for bound in (*map(str, DURATION_BUCKETS), "+Inf"):
@@ -233,7 +234,9 @@ def histogram(connection: redis.Redis, name: str) -> dict:
 
 def top(connection: redis.Redis, name: str, limit: int = 20) -> list[dict]:
     """The most counted members of one sorted set, ``[{"name", "count"}]``."""
-    members = connection.zrevrange(keys.stats_top(name), 0, limit - 1, withscores=True)
+    members = connection.zrevrange(
+        redis_keys.stats_top(name), 0, limit - 1, withscores=True
+    )
     return [{"name": m.decode(), "count": int(score)} for m, score in members]
 
 
@@ -274,6 +277,6 @@ def package_counts(connection: redis.Redis) -> dict:
     branches = [entry["name"] for entry in top(connection, "branches", TOP_LIMIT)]
     pipe = connection.pipeline(transaction=False)
     for name in ["packages", *(f"packages:{branch}" for branch in branches)]:
-        pipe.zcard(keys.stats_top(name))
+        pipe.zcard(redis_keys.stats_top(name))
     total, *per_branch = pipe.execute()
     return {"packages": total, "branches": dict(zip(branches, per_branch, strict=True))}

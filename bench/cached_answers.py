@@ -25,9 +25,9 @@ from pathlib import Path
 
 import requests
 
-from asu import local_nginx
 from asu.config import environ_for
-from asu.local_services import (
+from asu.local import nginx_site
+from asu.local.services import (
     flask_command,
     free_port,
     gunicorn_command,
@@ -90,7 +90,7 @@ def _run(scratch: Path) -> str:
         size = len(answer.content)
         (public / STATIC).write_text(_static_body(size))
         direct = _measure(base, answer.json()["request_hash"])
-        proxy, nginx = local_nginx.start(bind, public, scratch / "nginx")
+        proxy, nginx = nginx_site.start(bind, public, scratch / "nginx")
         processes.append(proxy)
         behind = _measure(nginx, answer.json()["request_hash"])
     finally:

@@ -2,7 +2,7 @@
 and what the queue itself costs per build.
 
 The several-machine shape of the README on network namespaces
-(:mod:`asu.machines`): the server (Redis with a password, gunicorn, the janitor,
+(:mod:`asu.local.machines`): the server (Redis with a password, gunicorn, the janitor,
 the stand-in upstream, 25.12.0 alone) and two build machines. After one build on
 each machine has unpacked its ImageBuilder, each layout (1 worker on one machine,
 1 on each, 2 on each) builds ``BUILDS`` different requests (x86/64, each with a
@@ -30,9 +30,10 @@ from pathlib import Path
 import requests
 from rq.job import Job, JobStatus
 
-from asu import job_store, netns
-from asu.machines import Site
-from asu.netns import SERVER_ADDRESS, Host, Network
+from asu import job_store
+from asu.local import netns
+from asu.local.machines import Site
+from asu.local.netns import SERVER_ADDRESS, Host, Network
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import generate, signing_key

@@ -26,7 +26,7 @@ import redis
 
 from asu import create_app
 from asu.config import environ_for
-from asu.local_services import start_redis, stop
+from asu.local.services import start_redis, stop
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import generate, signing_key

@@ -35,7 +35,7 @@ from pathlib import Path
 import requests
 
 from asu.config import environ_for
-from asu.local_services import (
+from asu.local.services import (
     flask_command,
     free_port,
     gunicorn_command,

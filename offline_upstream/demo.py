@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from asu.local_services import (
+from asu.local.services import (
     ProcessGroup,
     flask_command,
     free_port,

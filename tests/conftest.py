@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 
 from asu import create_app
 from asu.config import environ_for
-from asu.local_services import spawn, start_redis, stop, wait_until
+from asu.local.services import spawn, start_redis, stop, wait_until
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import generate, signing_key
@@ -80,6 +80,9 @@ def offline_config(redis_url: str, upstream: UpstreamServer, base: Path) -> dict
         "upstream_apk_keys": [adb_writer.signing_key().public_pem()],
         "public_path": str(base / "public"),
         "cache_path": str(base / "cache"),
+        # Many tests queue several builds with no worker to finish them; the cap
+        # on a client's builds in flight is tested on its own (test_limits).
+        "max_client_builds_in_flight": 0,
     }
 
 

@@ -16,7 +16,7 @@ import redis
 from rq import Worker
 
 from asu.config import Config
-from asu.local_services import spawn, stop, wait_until
+from asu.local.services import spawn, stop, wait_until
 from asu.usign import PublicKey
 
 

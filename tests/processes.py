@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from asu.parent_death import prctl
+from asu.local.parent_death import prctl
 
 PR_SET_CHILD_SUBREAPER = 36
 

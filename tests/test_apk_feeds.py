@@ -11,9 +11,9 @@ import redis
 from clients import explain, post, wait_for
 from upstreams import copy_tree, replace_file
 
-from asu import adb, create_app, keys
+from asu import adb, create_app, redis_keys
 from asu.build_request import RequestError, parse_build_request
-from asu.package_validation import check_packages
+from asu.metadata.package_validation import check_packages
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer
 
@@ -40,14 +40,16 @@ def test_every_apk_profile_is_accepted_as_the_firmware_selector_asks(loaded):
     config = loaded.config["ASU"]
     checked = 0
     for version in APK_VERSIONS:
-        targets = json.loads(connection.get(keys.targets("openwrt", version)))
+        targets = json.loads(connection.get(redis_keys.targets("openwrt", version)))
         for target, arch in targets.items():
-            info = connection.hgetall(keys.target_info("openwrt", version, target))
+            info = connection.hgetall(
+                redis_keys.target_info("openwrt", version, target)
+            )
             assert info[b"indexed"] == b"1", (version, target)
-            feeds = keys.feed_arches("openwrt", version)
+            feeds = redis_keys.feed_arches("openwrt", version)
             assert connection.sismember(feeds, arch), (version, arch)
             profiles = json.loads(
-                connection.get(keys.profiles("openwrt", version, target))
+                connection.get(redis_keys.profiles("openwrt", version, target))
             )
             for profile in profiles["profiles"]:
                 body = selector_request(version, target, profile, profiles)
@@ -113,7 +115,7 @@ def test_a_selector_request_builds_end_to_end(app, live_server, worker):
     assert outcome.exit_code == 0, outcome.output
     profiles = json.loads(
         app.extensions["redis"].get(
-            keys.profiles("openwrt", "25.12.0", "ath79/generic")
+            redis_keys.profiles("openwrt", "25.12.0", "ath79/generic")
         )
     )
     body = selector_request("25.12.0", "ath79/generic", "tplink_archer-c7-v5", profiles)
@@ -167,11 +169,13 @@ def test_a_tampered_feed_is_skipped_and_the_rest_loads(
     assert "1 feed(s) skipped for their signature" in outcome.output
     assert "1 warning(s)" in outcome.output
     connection = redis.Redis.from_url(app_config["redis_url"])
-    luci = keys.feed_packages("openwrt", "25.12.0", "x86_64", "luci")
-    base = keys.feed_packages("openwrt", "25.12.0", "x86_64", "base")
+    luci = redis_keys.feed_packages("openwrt", "25.12.0", "x86_64", "luci")
+    base = redis_keys.feed_packages("openwrt", "25.12.0", "x86_64", "base")
     assert connection.hlen(luci) == 0
     assert connection.hlen(base) > 0
-    target = keys.target_info("openwrt", "25.12.0", "x86/64")
+    target = redis_keys.target_info("openwrt", "25.12.0", "x86/64")
     assert connection.hget(target, "indexed") == b"1"
     # the feed is missing, so nothing is refused for x86_64: it might be there
-    assert not connection.sismember(keys.feed_arches("openwrt", "25.12.0"), "x86_64")
+    assert not connection.sismember(
+        redis_keys.feed_arches("openwrt", "25.12.0"), "x86_64"
+    )

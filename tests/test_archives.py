@@ -26,8 +26,8 @@ from upstreams import (
     tar_of,
 )
 
-from asu.imagebuilder import ImageBuilderError, unpack
 from asu.usign import SecretKey
+from asu.worker.imagebuilder import ImageBuilderError, unpack
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import sign_directory
 

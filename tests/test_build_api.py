@@ -14,7 +14,7 @@ import requests
 from clients import C7, X86_APK, download, explain, post, wait_for
 from rq import Queue
 
-from asu import keys
+from asu import redis_keys
 from asu.usign import PublicKey, verify
 
 
@@ -151,7 +151,7 @@ def test_unknown_package_fails_naming_it(base, redis_url):
     refused = post(base, C7 | {"packages": ["no-such-package"]})
     assert refused.status_code == 422
     connection = redis.Redis.from_url(redis_url)
-    connection.srem(keys.feed_arches("openwrt", C7["version"]), "mips_24kc")
+    connection.srem(redis_keys.feed_arches("openwrt", C7["version"]), "mips_24kc")
     response = wait_for(base, C7 | {"packages": ["no-such-package"]})
     assert response.status_code == 500
     body = response.json()

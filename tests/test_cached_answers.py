@@ -8,7 +8,8 @@ import redis
 import requests
 from clients import X86_APK, post, wait_for
 
-from asu import answers, build_queue, cached_builds, job_store, keys
+from asu import answers, cached_builds, job_store, redis_keys
+from asu.queue import build_queue
 
 
 def slow_answer(connection: redis.Redis, request_hash: str) -> dict:
@@ -38,13 +39,13 @@ def test_a_cached_post_is_counted_as_a_hit(live_server, worker, redis_url):
     connection = redis.Redis.from_url(redis_url)
     body = X86_APK | {"client": "owut/2025.1"}
     wait_for(live_server, body)
-    before = connection.hgetall(keys.stats_totals())
+    before = connection.hgetall(redis_keys.stats_totals())
     again = post(live_server, body)
     assert again.status_code == 200 and again.json()["detail"] == "done"
-    after = connection.hgetall(keys.stats_totals())
+    after = connection.hgetall(redis_keys.stats_totals())
     assert int(after[b"requests:hit"]) == int(before.get(b"requests:hit", 0)) + 1
     assert int(after[b"requests"]) == int(before[b"requests"]) + 1
-    assert connection.zscore(keys.stats_top("clients"), "owut/2025.1") >= 2
+    assert connection.zscore(redis_keys.stats_top("clients"), "owut/2025.1") >= 2
 
 
 def test_a_failed_build_s_answer_is_kept_as_long_as_the_failure(

@@ -25,7 +25,7 @@ from firmware_selector import (
     request_build,
 )
 
-from asu import devices
+from asu.metadata import devices
 from asu.usign import verify
 from offline_upstream.server import UpstreamServer
 

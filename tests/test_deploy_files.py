@@ -24,9 +24,9 @@ import yaml
 from clients import X86_APK, wait_for
 from conftest import REPO
 
-from asu import local_nginx
 from asu.config import load_config
-from asu.local_services import stop
+from asu.local import nginx_site
+from asu.local.services import stop
 
 BIN = Path(sys.executable).parent
 SYSTEMD = REPO / "misc" / "systemd"
@@ -234,12 +234,12 @@ def test_the_units_example_environment_is_real_settings():
 def nginx(tmp_path, live_server, app_config):
     """nginx from misc/nginx in front of the live app; yields its base URL."""
     try:
-        proc, url = local_nginx.start(
+        proc, url = nginx_site.start(
             live_server.removeprefix("http://"),
             Path(app_config["public_path"]),
             tmp_path / "nginx",
         )
-    except local_nginx.NginxUnavailable as error:
+    except nginx_site.NginxUnavailable as error:
         pytest.skip(str(error))
     yield url
     stop(proc)

@@ -22,9 +22,10 @@ from rq import Worker
 from rq.job import Job, JobStatus
 from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_target
 
-from asu import distributions, imagebuilder, upstream
+from asu import distributions, upstream
 from asu.config import environ_for, load_config
-from asu.local_services import free_port, spawn, start_redis, stop, wait_until
+from asu.local.services import free_port, spawn, start_redis, stop, wait_until
+from asu.worker import imagebuilder
 from offline_upstream.server import UpstreamServer
 
 ARCHIVE = "openwrt-imagebuilder-25.12.0-x86-64.Linux-x86_64.tar.zst"

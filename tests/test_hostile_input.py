@@ -15,9 +15,9 @@ import redis
 import requests
 from clients import C7, X86_APK, post, wait_for
 
-from asu import build_queue
 from asu.build_request import BuildRequest
 from asu.config import load_config
+from asu.queue import build_queue
 
 ALLOWED_FEED = "https://feeds.example.org/"
 KEY = "RWS1BD5w+adc3j2Hqg9+b66CvLR7NlHbsj7wjNVj0XGt/othDgIAOJS+"

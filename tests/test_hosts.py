@@ -1,5 +1,5 @@
 """One server with workers on other machines, each machine a network namespace,
-set up as the README's several-machines section says (:mod:`asu.machines`).
+set up as the README's several-machines section says (:mod:`asu.local.machines`).
 
 The server host runs Redis (password, bound to the server's address), the
 janitor, gunicorn and the offline upstream; two worker hosts run one RQ worker
@@ -20,11 +20,12 @@ import requests
 from clients import X86_APK, download, post, until_stage, wait_for
 from upstreams import FaultyUpstream, offline_keys
 
-from asu import keys, netns, usign
-from asu.build_queue import fetch
-from asu.local_services import flask_command, wait_until
-from asu.machines import Site
-from asu.netns import SERVER_ADDRESS, Host, Network
+from asu import redis_keys, usign
+from asu.local import netns
+from asu.local.machines import Site
+from asu.local.netns import SERVER_ADDRESS, Host, Network
+from asu.local.services import flask_command, wait_until
+from asu.queue.build_queue import fetch
 from offline_upstream.server import UpstreamServer
 
 INTERRUPTED = "Error: the build was interrupted before it finished; request it again"
@@ -204,7 +205,7 @@ def test_a_second_janitor_on_a_worker_host_changes_nothing(site, small_tree):
     slow = FaultyUpstream(small_tree, delay=0.05, matching="/", host=SERVER_ADDRESS)
     slow.start()
     server, worker_host = site.network.server, host_of(site, "worker-a-1")
-    lock = keys.janitor_lock("openwrt")
+    lock = redis_keys.janitor_lock("openwrt")
     connection = site.redis()
     first = server.spawn(
         flask_command("janitor", "init"),

@@ -22,9 +22,10 @@ from clients import X86_APK, explain, wait_for
 from unprivileged import NOBODY, runtime
 from upstreams import ATH79, X86, copy_tree, repack, replace_make_target
 
-from asu import cgroups, job_store
+from asu import job_store
 from asu.config import load_config
 from asu.signing import server_key
+from asu.worker import cgroups
 from offline_upstream.model import Package
 from offline_upstream.packages import write_feed
 from offline_upstream.server import UpstreamServer
@@ -382,7 +383,7 @@ SANDBOX_RUN = r"""
 import os, sys
 from pathlib import Path
 
-from asu import sandbox
+from asu.worker import sandbox
 
 os.environ["ASU_REDIS_URL"] = "redis://:worker-secret@127.0.0.1:6379/0"
 command = ["sh", "-c", "cat /proc/*/environ | tr '\\0' '\\n'; id -u"]

@@ -16,9 +16,10 @@ from rq import Queue
 from rq.job import Job
 from upstreams import FaultyUpstream, snapshot_only
 
-from asu import janitor as janitor_module
-from asu import keys, metadata
-from asu.janitor import run as janitor_pass
+from asu import redis_keys
+from asu.metadata import janitor as janitor_module
+from asu.metadata import lookup
+from asu.metadata.janitor import run as janitor_pass
 from asu.usign import SecretKey
 from offline_upstream import adb_writer
 from offline_upstream.tree import signing_key
@@ -95,7 +96,7 @@ def test_init_loads_every_target_of_the_23_05_4_sample(loaded, upstream_tree):
     targets = json.loads((upstream_tree / "releases/23.05.4/.targets.json").read_text())
     assert len(targets) == 75
     for target in targets:
-        info = connection.hgetall(keys.target_info("openwrt", "23.05.4", target))
+        info = connection.hgetall(redis_keys.target_info("openwrt", "23.05.4", target))
         assert info[b"revision"] == b"r24012-d8dd03c46f", target
     assert "openwrt 23.05.4: 75 targets" in loaded.init_output
     client = loaded.test_client()
@@ -396,9 +397,9 @@ def test_find_the_target_of_a_board_name(loaded):
     with loaded.app_context():
         connection, config = loaded.extensions["redis"], loaded.config["ASU"]
         for name in ("tplink,archer-c7-v5", "tplink_archer-c7-v5"):
-            found = metadata.find_target(connection, config, "openwrt", "23.05.4", name)
+            found = lookup.find_target(connection, config, "openwrt", "23.05.4", name)
             assert found == "ath79/generic"
-        nothing = metadata.find_target(connection, config, "openwrt", "23.05.4", "x")
+        nothing = lookup.find_target(connection, config, "openwrt", "23.05.4", "x")
         assert nothing is None
 
 
@@ -466,7 +467,7 @@ def test_a_new_snapshot_revision_drops_cached_builds(
     assert built.status_code == 200, built.json.get("detail")
     request_hash = built.json["request_hash"]
     connection = redis.Redis.from_url(redis_url)
-    recorded = keys.builds("openwrt", "SNAPSHOT", "x86/64")
+    recorded = redis_keys.builds("openwrt", "SNAPSHOT", "x86/64")
     assert connection.sismember(recorded, request_hash)
     store = app.config["ASU"].store_path / request_hash
     assert store.is_dir()
@@ -531,7 +532,7 @@ def test_a_distribution_signed_by_an_untrusted_key_loads_nothing(app, other_upst
     result = janitor(app)
     assert "not trusted" in result.output
     connection = app.extensions["redis"]
-    assert not connection.exists(keys.target_info("lime", "SNAPSHOT", "x86/64"))
+    assert not connection.exists(redis_keys.target_info("lime", "SNAPSHOT", "x86/64"))
 
 
 # -- one janitor at a time -----------------------------------------------------------
@@ -575,7 +576,7 @@ class Pass(threading.Thread):
 
     def holding(self) -> None:
         """Wait until the pass holds its lock."""
-        lock = keys.janitor_lock("openwrt")
+        lock = redis_keys.janitor_lock("openwrt")
         deadline = time.monotonic() + 10
         while not self.connection.exists(lock):
             assert time.monotonic() < deadline
@@ -594,7 +595,7 @@ def test_a_pass_longer_than_its_lock_keeps_it(app, slow_pass, monkeypatch):
     assert second.lines[0] == "openwrt: another janitor pass runs, skipped"
     assert skipped.targets_loaded == 0
     assert first.summary.targets_loaded == 4 and not first.summary.failed
-    assert not app.extensions["redis"].exists(keys.janitor_lock("openwrt"))
+    assert not app.extensions["redis"].exists(redis_keys.janitor_lock("openwrt"))
 
 
 def test_a_pass_whose_lock_was_taken_stops_writing(app, slow_pass):
@@ -603,9 +604,9 @@ def test_a_pass_whose_lock_was_taken_stops_writing(app, slow_pass):
     first.holding()
     # As if the lock had expired and another janitor had taken it.
     connection = app.extensions["redis"]
-    connection.set(keys.janitor_lock("openwrt"), "another janitor")
+    connection.set(redis_keys.janitor_lock("openwrt"), "another janitor")
     first.join()
     assert first.summary.failed == ["openwrt"]
     assert "another janitor took it; stopped" in first.report.lines[-1]
-    assert connection.get(keys.janitor_lock("openwrt")) == b"another janitor"
+    assert connection.get(redis_keys.janitor_lock("openwrt")) == b"another janitor"
     assert not (slow_pass.json_path / "overview.json").exists()

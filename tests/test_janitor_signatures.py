@@ -8,7 +8,7 @@ import pytest
 import redis
 from upstreams import copy_tree, replace_file
 
-from asu import create_app, keys
+from asu import create_app, redis_keys
 from offline_upstream.server import UpstreamServer
 
 FEED = "releases/23.05.4/packages/x86_64/luci"
@@ -32,8 +32,8 @@ def test_a_feed_index_changed_after_signing_is_not_loaded(
     assert outcome.exit_code == 0, outcome.output
     assert "luci" in outcome.output and "does not match" in outcome.output
     connection = redis.Redis.from_url(app_config["redis_url"])
-    luci = keys.feed_packages("openwrt", "23.05.4", "x86_64", "luci")
-    base = keys.feed_packages("openwrt", "23.05.4", "x86_64", "base")
+    luci = redis_keys.feed_packages("openwrt", "23.05.4", "x86_64", "luci")
+    base = redis_keys.feed_packages("openwrt", "23.05.4", "x86_64", "base")
     assert not connection.hexists(luci, "backdoor")
     assert connection.hlen(luci) == 0
     assert connection.hlen(base) > 0

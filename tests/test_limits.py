@@ -9,9 +9,9 @@ import redis
 import requests
 from clients import C7, X86_APK, post
 
-from asu import create_app, keys
-from asu.build_queue import fetch
-from asu.limits import client_id
+from asu import create_app, redis_keys
+from asu.queue.build_queue import fetch
+from asu.queue.limits import client_id
 
 WINDOW = 600
 
@@ -56,7 +56,7 @@ def test_refused_requests_do_not_count(live_server):
 def test_the_counter_is_in_redis_and_expires(live_server, redis_url):
     post(live_server, new_build(1))
     connection = redis.Redis.from_url(redis_url)
-    key = keys.client_builds("127.0.0.1")
+    key = redis_keys.client_builds("127.0.0.1")
     assert connection.get(key) == b"1"
     assert 0 < connection.ttl(key) <= WINDOW
 

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from asu import build_request as rules
-from asu import openapi
+from asu.api import openapi
 from asu.config import Config
 
 #: Seconds an answer may take; more is a hang.

@@ -34,7 +34,7 @@ from werkzeug.serving import make_server
 
 from asu import create_app, usign
 from asu.config import environ_for
-from asu.local_services import spawn, start_redis, stop, wait_until
+from asu.local.services import spawn, start_redis, stop, wait_until
 from offline_upstream.server import UpstreamServer
 
 DEFAULTS = "uci set system.@system[0].hostname='real'\nuci commit system\n"

@@ -1,5 +1,5 @@
-"""``make run`` (``python -m asu.run``) as an operator runs it: it comes up healthy
-with its workers and janitor, keeps Redis's data across a restart, and a SIGTERM
+"""``make run`` (``python -m asu.local.run``) as an operator runs it: it comes up
+healthy with its workers and janitor, keeps Redis's data across a restart, and a SIGTERM
 stops every process it started."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from processes import Orphanage, alive, catches, command_line, descendants
 from rq.job import JobStatus
 from upstreams import offline_keys
 
-from asu.build_queue import fetch
 from asu.config import environ_for
-from asu.local_services import free_port, port_open, wait_until
+from asu.local.services import free_port, port_open, wait_until
+from asu.queue.build_queue import fetch
 from offline_upstream.server import UpstreamServer
 
 #: What ``make run`` prints once the web server answers.
@@ -33,14 +33,14 @@ SERVING = re.compile(r"asu is serving on (http://\S+)")
 
 
 class Run:
-    """One ``python -m asu.run`` in ``cwd``, its output in a file."""
+    """One ``python -m asu.local.run`` in ``cwd``, its output in a file."""
 
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.cwd = cwd
         self.log = cwd / f"run-{time.monotonic_ns()}.log"
         with open(self.log, "wb") as output:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "asu.run"],
+                [sys.executable, "-m", "asu.local.run"],
                 cwd=cwd,
                 env=env,
                 stdout=output,

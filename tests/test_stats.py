@@ -9,7 +9,7 @@ import pytest
 import redis
 from clients import C7, explain, post, wait_for
 
-from asu import keys, stats
+from asu import redis_keys, stats
 from asu.branches import branch_name
 from asu.build_request import BuildRequest
 
@@ -117,7 +117,7 @@ def test_names_clients_choose_are_kept_bounded(connection, monkeypatch):
     for number in range(10):
         made_up = BuildRequest(**C7, client=f"made-up/{number}")
         stats.count_request(connection, made_up, "miss")
-    assert connection.zcard(keys.stats_top("clients")) == 3
+    assert connection.zcard(redis_keys.stats_top("clients")) == 3
     assert stats.top(connection, "clients", 1) == [{"name": "popular/1", "count": 3}]
 
 
@@ -143,7 +143,7 @@ def test_status_reports_queue_workers_and_the_janitor(client, app_config, worker
 
 def test_limit_is_bounded(client, connection):
     for number in range(30):
-        connection.zincrby(keys.stats_top("targets"), number, f"t/{number}")
+        connection.zincrby(redis_keys.stats_top("targets"), number, f"t/{number}")
     assert len(client.get("/api/v1/stats/popular_targets").json) == 20
     assert len(client.get("/api/v1/stats/popular_targets?limit=5").json) == 5
     assert len(client.get("/api/v1/stats/popular_targets?limit=999").json) == 30
@@ -159,4 +159,4 @@ def test_days_list_today_and_zeros(connection):
     assert [d["date"] for d in days][-1] == stats.today()
     assert days[-1]["requests"] == 1 and days[-1]["hit"] == 1
     assert days[0]["requests"] == 0
-    assert 0 < connection.ttl(keys.stats_day(stats.today())) <= stats.DAY_TTL
+    assert 0 < connection.ttl(redis_keys.stats_day(stats.today())) <= stats.DAY_TTL

@@ -4,7 +4,7 @@ version offers (no I/O; the HTTP side is tested with the earlier APIs)."""
 import pytest
 
 from asu.build_request import RequestError
-from asu.upgrades import UpgradeCheck, newest_release, parse_check, plan
+from asu.metadata.upgrades import UpgradeCheck, newest_release, parse_check, plan
 
 RELEASES = ["25.12.0", "24.10.4", "23.05.4", "SNAPSHOT"]
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 from browser import saved
 
-from asu import devices
+from asu.metadata import devices
 
 DEFAULTS = "uci set system.@system[0].hostname='from-the-web'\nuci commit system\n"
 

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from asu import imagebuilder
 from asu.usign import SecretKey
+from asu.worker import imagebuilder
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import compress, generate, sign_directory, signing_key

@@ -1,0 +1,174 @@
+"""The build queue: one RQ job per request hash, and what to answer about it.
+
+The job id is the request hash and jobs are enqueued with RQ's atomic ``unique``
+check, so identical requests arriving at once share one job. A finished job keeps
+its result for ``build_ttl`` (``build_defaults_ttl`` when the request carries a
+``defaults`` script), a failed one for ``build_failure_ttl``; within that time the
+same request is answered from Redis without touching the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+from rq.job import Job, JobStatus
+
+from asu import answers, job_store, stats
+from asu.build_request import REQUEST_HASH, BuildRequest, RequestError
+from asu.config import Config
+from asu.queue.abandoned_jobs import HEARTBEAT_META, fail_if_abandoned
+
+#: The one queue every API generation enqueues builds on.
+QUEUE_NAME = "builds"
+#: Seconds clients are told to wait when the queue is full.
+QUEUE_FULL_RETRY_AFTER = 60
+#: The job's function, by name: the web process enqueues it without loading the
+#: build pipeline (a worker imports it when it runs the job).
+BUILD = "asu.worker.build.build"
+#: Extra seconds RQ allows beyond the build's own timeout, for download and signing.
+JOB_TIMEOUT_MARGIN = 300
+
+_WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+@dataclass
+class Answer:
+    """What to tell a client about a build: HTTP status, JSON body, headers."""
+
+    status: int
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def get_queue(connection: Redis) -> Queue:
+    """The build queue on ``connection``."""
+    return Queue(QUEUE_NAME, connection=connection, serializer=job_store.SERIALIZER)
+
+
+def fetch(connection: Redis, request_hash: str) -> Job | None:
+    """The job of ``request_hash``, or None when there is none (or it expired)."""
+    job = job_store.fetch(connection, request_hash)
+    if job is not None:
+        fail_if_abandoned(job)
+    return job
+
+
+def polled(connection: Redis, request_hash: str) -> Job:
+    """The job of a hash a client polls with (any API generation), or a 404."""
+    job = (
+        fetch(connection, request_hash)
+        if REQUEST_HASH.fullmatch(request_hash)
+        else None
+    )
+    if job is None:
+        raise RequestError(f"no build with request hash {request_hash[:80]}", 404)
+    return job
+
+
+def _result_ttl(config: Config, request: BuildRequest) -> int:
+    if request.defaults and not request.packages_versions:
+        return config.build_defaults_ttl
+    return config.build_ttl
+
+
+def _reusable(job: Job) -> bool:
+    """Whether a client asking again should get this job's answer.
+
+    Failures the build reported itself (its ``detail``) are kept, unless they were
+    the server's (a full disk); a job that was interrupted, stopped or cancelled is
+    not: the request builds again.
+    """
+    status = job.get_status(refresh=False)
+    if status == JobStatus.FAILED:
+        kind = job.meta.get("error_kind")
+        return "detail" in job.meta and kind not in answers.TRANSIENT
+    return status not in (JobStatus.STOPPED, JobStatus.CANCELED, None)
+
+
+def submit(
+    connection: Redis,
+    config: Config,
+    request: BuildRequest,
+    admit: Callable[[], None] = lambda: None,
+) -> Job:
+    """The job building ``request``: the existing one, or a new one enqueued.
+
+    ``admit`` is called only before a new job is enqueued; it raises
+    :class:`RequestError` to refuse it (a client over its limit).
+    """
+    job = fetch(connection, request.hash)
+    if job is not None and _reusable(job):
+        stats.count_request(connection, request, _reuse_outcome(job))
+        return job
+    if job is not None:
+        job.delete()
+        answers.forget(connection, job.id)
+    queue = get_queue(connection)
+    if queue.count >= config.max_pending_jobs:
+        raise RequestError(
+            "the build queue is full, retry later",
+            status=503,
+            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
+        )
+    admit()
+    try:
+        job = queue.enqueue_call(
+            BUILD,
+            args=(request.as_dict(),),
+            job_id=request.hash,
+            unique=True,
+            timeout=config.job_timeout + JOB_TIMEOUT_MARGIN,
+            result_ttl=_result_ttl(config, request),
+            failure_ttl=config.build_failure_ttl,
+            description=f"{request.version} {request.target} {request.profile}",
+            meta={HEARTBEAT_META: config.worker_heartbeat_interval},
+        )
+    except DuplicateJobError:
+        return fetch(connection, request.hash) or submit(
+            connection, config, request, admit
+        )
+    stats.count_request(connection, request, "miss")
+    return job
+
+
+def _reuse_outcome(job: Job) -> str:
+    """``hit`` when the job's result is kept, ``joined`` while it is in progress."""
+    done = job.get_status(refresh=False) in (JobStatus.FINISHED, JobStatus.FAILED)
+    return "hit" if done else "joined"
+
+
+def answer(job: Job) -> Answer:
+    """The status, body and headers a client gets for ``job`` now."""
+    status = job.get_status(refresh=False)  # fetched or enqueued just now
+    base = {"request_hash": job.id}
+    if status == JobStatus.FINISHED:
+        result = job.return_value()
+        if isinstance(result, dict):
+            return Answer(200, answers.done(result), dict(answers.DONE_HEADERS))
+        return Answer(500, answers.failed(job.id, job.meta))
+    if status == JobStatus.FAILED:
+        return Answer(500, answers.failed(job.id, job.meta))
+    if status in _WAITING or status is None:
+        position = job.get_position()
+        position = 0 if position is None else position
+        return Answer(
+            202,
+            base | {"status": 202, "detail": "queued", "queue_position": position},
+            {"X-Queue-Position": str(position)},
+        )
+    stage = job.meta.get("imagebuilder_status", "init")
+    return Answer(
+        202,
+        base
+        | {
+            "status": 202,
+            "detail": "started",
+            "imagebuilder_status": stage,
+            "stage": job.meta.get("stage", stage),
+        },
+        {"X-Imagebuilder-Status": stage},
+    )

@@ -1,0 +1,2 @@
+"""The build pipeline a worker runs: ImageBuilders fetched and unpacked, feeds
+served, make in the sandbox, images signed and published. Never Flask."""
