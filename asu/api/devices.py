@@ -7,24 +7,14 @@ from __future__ import annotations
 
 import re
 
-import redis
 from flask import Blueprint, current_app, jsonify
 
-from asu.api.errors import error_response
+from asu.api import app_redis
 from asu.build_request import PROFILE, TARGET, VERSION, RequestError
 from asu.distributions import DEFAULT_DISTRO
 from asu.metadata import devices, lookup
 
 bp = Blueprint("api_devices", __name__, url_prefix="/api/v1")
-
-
-def _connection() -> redis.Redis:
-    return current_app.extensions["redis"]
-
-
-@bp.errorhandler(RequestError)
-def refused(error: RequestError):
-    return error_response(error.status, error.detail, error.headers)
 
 
 def _check(pattern: re.Pattern, value: str, what: str) -> None:
@@ -37,14 +27,14 @@ def _check(pattern: re.Pattern, value: str, what: str) -> None:
 def versions():
     """The versions a build can be asked for."""
     config = current_app.config["ASU"]
-    return jsonify(devices.versions(_connection(), config))
+    return jsonify(devices.versions(app_redis(), config))
 
 
 @bp.get("/devices/<version>")
 def device_list(version: str):
     """Every device of ``version`` with its titles and board names."""
     _check(VERSION, version, "version")
-    found = devices.device_list(_connection(), current_app.config["ASU"], version)
+    found = devices.device_list(app_redis(), current_app.config["ASU"], version)
     if not found:
         raise RequestError(f"version: no devices known for version {version}")
     return jsonify(found)
@@ -58,8 +48,8 @@ def device(version: str, target: str, subtarget: str, profile: str):
     _check(TARGET, target, "target")
     _check(PROFILE, profile, "profile")
     config = current_app.config["ASU"]
-    lookup.target_profiles(_connection(), config, DEFAULT_DISTRO, version, target)
-    found = devices.device(_connection(), config, version, target, profile)
+    lookup.target_profiles(app_redis(), config, DEFAULT_DISTRO, version, target)
+    found = devices.device(app_redis(), config, version, target, profile)
     if found is None:
         raise RequestError(f"profile: no device {profile} of {target} in {version}")
     return found

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import redis
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from asu import stats
+from asu.api import app_redis
 from asu.queue import status
 
 bp = Blueprint("metrics", __name__)
@@ -110,5 +111,5 @@ class RedisCollector(Collector):
 def metrics() -> Response:
     """The Prometheus text exposition of every metric."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(current_app.extensions["redis"]))
+    registry.register(RedisCollector(app_redis()))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

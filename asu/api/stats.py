@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import redis
 from flask import Blueprint, current_app, request
 
 import asu
 from asu import stats
+from asu.api import app_redis
 from asu.metadata import devices
 from asu.queue import status
 from asu.times import iso_utc
@@ -23,10 +23,6 @@ bp = Blueprint("api_stats", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 200
 
 
-def _connection() -> redis.Redis:
-    return current_app.extensions["redis"]
-
-
 def _limit(default: int = 20) -> int:
     value = request.args.get("limit", "")
     return min(int(value), MAX_LIMIT) if value.isdigit() and int(value) else default
@@ -35,7 +31,7 @@ def _limit(default: int = 20) -> int:
 @bp.get("/stats")
 def summary():
     """Everything at a glance: requests, builds, days, the most asked for."""
-    connection = _connection()
+    connection = app_redis()
     return {
         "queue_length": status.queue_length(connection),
         "requests": stats.request_summary(connection),
@@ -54,25 +50,25 @@ def popular_packages():
     """Extra packages built most, over all branches or ``?branch=23.05``."""
     branch = request.args.get("branch", "")
     name = f"packages:{branch}" if branch else "packages"
-    return stats.top(_connection(), name, _limit())
+    return stats.top(app_redis(), name, _limit())
 
 
 @bp.get("/stats/popular_targets")
 def popular_targets():
     """Targets built most."""
-    return stats.top(_connection(), "targets", _limit())
+    return stats.top(app_redis(), "targets", _limit())
 
 
 @bp.get("/stats/images")
 def images():
     """Builds that succeeded and failed (by kind), their durations, per day."""
-    return stats.build_summary(_connection())
+    return stats.build_summary(app_redis())
 
 
 @bp.get("/stats/packages")
 def packages():
     """How many different extra packages builds asked for, in all and per branch."""
-    return stats.package_counts(_connection())
+    return stats.package_counts(app_redis())
 
 
 @bp.get("/status")
@@ -81,7 +77,7 @@ def server_status():
     last_run = devices.janitor_last_run(current_app.config["ASU"])
     return {
         "version": asu.__version__,
-        **status.backend(_connection()),
+        **status.backend(app_redis()),
         "janitor_last_run": (
             iso_utc(datetime.fromtimestamp(last_run, UTC)) if last_run else None
         ),

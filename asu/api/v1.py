@@ -8,7 +8,7 @@ from rq import Worker
 
 import asu
 from asu import answers
-from asu.api import openapi, request_body
+from asu.api import app_redis, openapi, request_body
 from asu.build_request import (
     REQUEST_HASH,
     TARGET,
@@ -22,10 +22,6 @@ from asu.queue import build_queue, intake
 from asu.queue.build_queue import Answer
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-
-
-def _connection() -> redis.Redis:
-    return current_app.extensions["redis"]
 
 
 def _respond(answer: Answer) -> Response:
@@ -46,7 +42,7 @@ def _send(kept: answers.Kept) -> Response:
 def build_post():
     """Validate, hash and queue a build, or answer from the cache."""
     config = current_app.config["ASU"]
-    connection = _connection()
+    connection = app_redis()
     parsed = parse_build_request(
         request_body.json_object(request), config, request.headers.get("User-Agent", "")
     )
@@ -61,7 +57,7 @@ def build_post():
 @bp.route("/build/<request_hash>", methods=["GET", "HEAD"])
 def build_get(request_hash: str):
     """The state of a build by its hash, without validating again."""
-    connection = _connection()
+    connection = app_redis()
     if REQUEST_HASH.fullmatch(request_hash):
         kept = answers.kept(connection, request_hash)
         if kept is not None:
@@ -78,9 +74,9 @@ def revision(version: str, target: str, subtarget: str):
         raise RequestError(f"version: unknown version {version[:40]!r}")
     if not TARGET.fullmatch(name):
         raise RequestError(f"target: unknown target {name[:80]!r}")
-    found = lookup.revision(_connection(), config, DEFAULT_DISTRO, version, name)
+    found = lookup.revision(app_redis(), config, DEFAULT_DISTRO, version, name)
     if found is None:
-        lookup.target_profiles(_connection(), config, DEFAULT_DISTRO, version, name)
+        lookup.target_profiles(app_redis(), config, DEFAULT_DISTRO, version, name)
         raise RequestError(f"target: no revision published for {version} {name}")
     return {"revision": found}
 
@@ -89,7 +85,7 @@ def revision(version: str, target: str, subtarget: str):
 def health():
     """Redis reachable, workers seen, server version; 503 when Redis is down."""
     try:
-        workers = Worker.count(connection=_connection())
+        workers = Worker.count(connection=app_redis())
     except redis.RedisError as error:
         body = {"status": 503, "redis": False, "detail": f"Redis unreachable: {error}"}
         return body | {"version": asu.__version__}, 503

@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from asu import image_index
+from asu.api import app_redis
 from asu.api.legacy import common
 from asu.build_request import RequestError, utf8_size
 
@@ -114,7 +115,7 @@ def poll(request_hash: str):
 @bp.get("/image/<image_hash>")
 def image(image_hash: str):
     """What is known about an image, by its sha256."""
-    request_hash = image_index.request_hash_of_image(common.connection(), image_hash)
+    request_hash = image_index.request_hash_of_image(app_redis(), image_hash)
     if request_hash is None:
         return _error(404, f"no image {image_hash[:80]}")
     job_state = common.state(common.job_by_hash(request_hash))
@@ -142,7 +143,7 @@ def image(image_hash: str):
 @bp.get("/manifest/<manifest_hash>")
 def manifest(manifest_hash: str):
     """The packages and versions of a manifest, by its sha256."""
-    packages = image_index.manifest(common.connection(), manifest_hash)
+    packages = image_index.manifest(app_redis(), manifest_hash)
     if packages is None:
         return _error(404, f"no manifest {manifest_hash[:80]}")
     return jsonify(packages)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from asu import redis_keys
+from asu.api import app_redis
 from asu.api.legacy import common
 from asu.branches import version_key
 from asu.build_request import TARGET, VERSION, RequestError
@@ -26,7 +27,7 @@ def refused(error: RequestError):
 
 
 def _branches(distro: str) -> list[dict]:
-    return records.stored_json(common.connection(), redis_keys.branches(distro)) or []
+    return records.stored_json(app_redis(), redis_keys.branches(distro)) or []
 
 
 def _versions(distro: str) -> list[dict]:
@@ -79,7 +80,7 @@ def models():
     search = _argument("model_search").lower()
     found = [
         {"target": d["target"], "profile": d["id"], "model": title, "names": d["names"]}
-        for d in devices.device_list(common.connection(), common.config(), version)
+        for d in devices.device_list(app_redis(), common.config(), version)
         for title in d["titles"]
         if search in title.lower()
     ]
@@ -92,9 +93,7 @@ def packages_image():
     version = _argument("version", VERSION)
     target = _argument("target", TARGET)
     profile = _argument("profile").replace(",", "_")
-    found = devices.device(
-        common.connection(), common.config(), version, target, profile
-    )
+    found = devices.device(app_redis(), common.config(), version, target, profile)
     if found is None:
         raise RequestError(f"unknown device {target} {profile} in {version}", 404)
     return jsonify(found["packages"])

@@ -8,21 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from flask import current_app, request
 from rq.job import Job
 
-from asu.api import request_body
+from asu.api import app_redis, request_body
 from asu.build_request import parse_build_request
 from asu.config import Config
 from asu.queue import build_queue, intake
 
 #: Distribution names older clients send, as this server calls them.
 DISTRO_ALIASES = {"lede": "openwrt"}
-
-
-def connection() -> redis.Redis:
-    return current_app.extensions["redis"]
 
 
 def config() -> Config:
@@ -84,12 +79,12 @@ def submit(v1_body: Mapping[str, Any], target_optional: bool = False) -> Job:
     parsed = parse_build_request(
         v1_body, config(), agent, target_optional=target_optional
     )
-    return intake.accept(connection(), config(), parsed, request.remote_addr)
+    return intake.accept(app_redis(), config(), parsed, request.remote_addr)
 
 
 def job_by_hash(request_hash: str) -> Job:
     """The job of a hash a client polls with, or a 404."""
-    return build_queue.polled(connection(), request_hash)
+    return build_queue.polled(app_redis(), request_hash)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from asu.api import app_redis
 from asu.api.legacy import common
 from asu.build_request import RequestError
 from asu.metadata import upgrades
@@ -30,7 +31,7 @@ def _answer(installed_key: str, **extra) -> Response:
     body["distro"] = common.distro_name(body.get("distro", "openwrt"))
     body["target"] = common.target_of(body)
     device = upgrades.parse_check(body, installed_key)
-    upgrade = upgrades.check(common.connection(), common.config(), device)
+    upgrade = upgrades.check(app_redis(), common.config(), device)
     if not upgrade.anything_new:
         response = Response(status=204)
         response.headers["X-Request-Hash"] = device.hash
