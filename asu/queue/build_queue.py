@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
 from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
@@ -104,9 +106,6 @@ def submit(
     if job is not None and _reusable(job):
         stats.count_request(connection, request, _reuse_outcome(job))
         return job
-    if job is not None:
-        job.delete()
-        answers.forget(connection, job.id)
     queue = get_queue(connection)
     if queue.count >= config.max_pending_jobs:
         raise RequestError(
@@ -116,22 +115,52 @@ def submit(
         )
     admit()
     try:
-        job = queue.enqueue_call(
-            BUILD,
-            args=(request.as_dict(),),
-            job_id=request.hash,
-            unique=True,
-            timeout=config.job_timeout + JOB_TIMEOUT_MARGIN,
-            result_ttl=_result_ttl(config, request),
-            failure_ttl=config.build_failure_ttl,
-            description=f"{request.version} {request.target} {request.profile}",
-            meta={HEARTBEAT_META: config.worker_heartbeat_interval},
-        )
-    except DuplicateJobError:
+        if job is None:
+            job = _enqueue(queue, config, request)
+        else:
+            job = _replace(connection, queue, config, request, job)
+    except (DuplicateJobError, WatchError):  # another request was first
         return fetch(connection, request.hash) or submit(
             connection, config, request, admit
         )
     stats.count_request(connection, request, "miss")
+    return job
+
+
+def _enqueue(
+    queue: Queue,
+    config: Config,
+    request: BuildRequest,
+    pipeline: Pipeline | None = None,
+) -> Job:
+    """A new job for ``request``; without ``pipeline``, only if its hash has none."""
+    return queue.enqueue_call(
+        BUILD,
+        args=(request.as_dict(),),
+        job_id=request.hash,
+        unique=pipeline is None,
+        pipeline=pipeline,
+        timeout=config.job_timeout + JOB_TIMEOUT_MARGIN,
+        result_ttl=_result_ttl(config, request),
+        failure_ttl=config.build_failure_ttl,
+        description=f"{request.version} {request.target} {request.profile}",
+        meta={HEARTBEAT_META: config.worker_heartbeat_interval},
+    )
+
+
+def _replace(
+    connection: Redis, queue: Queue, config: Config, request: BuildRequest, stale: Job
+) -> Job:
+    """A new job in place of ``stale``, in one transaction: a client polling the
+    hash meanwhile gets the old job's answer or the new one's, never a 404.
+    :class:`WatchError` when another request changed the job first."""
+    with connection.pipeline() as pipe:
+        pipe.watch(stale.key)
+        pipe.multi()
+        stale.delete(pipeline=pipe)
+        answers.forget(pipe, stale.id)
+        job = _enqueue(queue, config, request, pipe)
+        pipe.execute()
     return job
 
 

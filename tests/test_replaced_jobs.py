@@ -1,0 +1,78 @@
+"""A build that ended with nothing to keep (interrupted, stopped, cancelled) is
+built again by the next request for it. The new job takes the old one's place in
+one transaction: a client polling the hash meanwhile never finds it missing (a 404
+would end its wait), and identical requests arriving together enqueue it once.
+No worker runs here: the jobs stay queued."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+from clients import X86_APK, post
+from rq.job import JobStatus
+
+from asu.queue.build_queue import fetch, get_queue
+
+
+class Monitor(threading.Thread):
+    """Every command Redis runs, in order, while open."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.commands: list[str] = []
+        self.listening = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with redis.Redis.from_url(self.url).monitor() as feed:
+            self.listening.set()
+            for command in feed.listen():
+                self.commands.append(command["command"])
+                if self.done.is_set():
+                    return
+
+    def __enter__(self) -> Monitor:
+        self.start()
+        self.listening.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        redis.Redis.from_url(self.url).ping()
+        self.join(5)
+
+
+def cancelled_build(live_server: str, connection: redis.Redis) -> str:
+    request_hash = post(live_server, X86_APK).json()["request_hash"]
+    fetch(connection, request_hash).cancel()
+    assert fetch(connection, request_hash).get_status() == JobStatus.CANCELED
+    return request_hash
+
+
+def test_the_new_job_replaces_the_old_in_one_transaction(live_server, redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    request_hash = cancelled_build(live_server, connection)
+    with Monitor(redis_url) as monitor:
+        again = post(live_server, X86_APK)
+    assert again.status_code == 202 and again.json()["detail"] == "queued"
+    key = f"rq:job:{request_hash}"
+    commands = monitor.commands
+    (deleted,) = [i for i, c in enumerate(commands) if c.startswith(f"DEL {key} ")]
+    begun = max(i for i, c in enumerate(commands[:deleted]) if c == "MULTI")
+    ended = deleted + commands[deleted:].index("EXEC")
+    assert not [c for c in commands[begun:ended] if c in ("EXEC", "DISCARD")]
+    assert any(c.startswith(f"HSET {key} ") for c in commands[deleted:ended])
+
+
+def test_requests_arriving_together_enqueue_it_once(live_server, redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    request_hash = cancelled_build(live_server, connection)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(live_server, X86_APK), range(8)))
+    assert {a.status_code for a in answers} == {202}
+    assert {a.json()["request_hash"] for a in answers} == {request_hash}
+    assert get_queue(connection).job_ids.count(request_hash) == 1
+    assert fetch(connection, request_hash).get_status() == JobStatus.QUEUED
