@@ -111,6 +111,10 @@ def _through_the_server(work: Path, feeds_url: str) -> tuple[dict, dict]:
         "cache_path": str(work / "cache"),
     }
     app = create_app(config)
+    # Requests are checked against what the janitor loaded, as on a real server.
+    loaded = app.test_cli_runner().invoke(args=["janitor", "init"])
+    if loaded.exit_code != 0:
+        raise RuntimeError(f"janitor init failed: {loaded.output}")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per poll
     http = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=http.serve_forever, daemon=True).start()
