@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run test fuzz bench lint screenshots system-deps test-deps venv clean
+.PHONY: demo run test fuzz bench lint screenshots system-deps test-deps bench-deps venv clean
 
 demo: system-deps venv
 	$(PY) -m offline_upstream.demo
@@ -21,7 +21,7 @@ test: test-deps venv
 fuzz: test-deps venv
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
-bench: system-deps venv
+bench: bench-deps venv
 	$(PY) -m bench
 
 # Refresh the README's screenshots from the browser test.
@@ -37,6 +37,9 @@ system-deps:
 
 test-deps:
 	@sh misc/install-system-deps.sh test
+
+bench-deps:
+	@sh misc/install-system-deps.sh bench
 
 venv: $(STAMP)
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages the server and its ImageBuilders need (and, with
-# the argument "test", what the tests need too), when they are missing and we may
-# (root). Safe to run again: it installs nothing when everything is there.
+# the argument "test" or "bench", what the tests or the benchmarks need too), when
+# they are missing and we may (root). Safe to run again: it installs nothing when everything is there.
 set -eu
 
 need=""
@@ -25,6 +25,11 @@ if [ "${1:-}" = test ]; then
     [ -x /usr/sbin/nginx ] || need="$need nginx-light"
     command -v docker-compose >/dev/null 2>&1 || need="$need docker-compose"
     command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+fi
+if [ "${1:-}" = bench ]; then
+    # bench.cached_answers loads the server with wrk, direct and behind nginx.
+    command -v wrk >/dev/null 2>&1 || need="$need wrk"
+    [ -x /usr/sbin/nginx ] || need="$need nginx-light"
 fi
 
 [ -z "$need" ] && exit 0
