@@ -177,22 +177,30 @@ def client(app):
     return app.test_client()
 
 
+@contextmanager
+def running_worker(
+    command: list[str], env: dict[str, str], cwd: Path, redis_url: str
+) -> Iterator:
+    """An RQ worker process (its log ``cwd/worker.log``) for the ``with`` block,
+    once it listens on the queue."""
+    from rq import Worker
+
+    proc = spawn(command, log_path=cwd / "worker.log", env=env, cwd=cwd)
+    connection = redis.Redis.from_url(redis_url)
+    try:
+        wait_until(lambda: Worker.count(connection=connection) > 0, "RQ worker", proc)
+        yield proc
+    finally:
+        stop(proc)
+
+
 @pytest.fixture
 def worker(app_config, tmp_path):
     """One real RQ worker process (``flask --app asu worker``) for this test."""
-    log = tmp_path / "worker.log"
-    proc = spawn(
-        [sys.executable, "-m", "flask", "--app", "asu", "worker"],
-        log_path=log,
-        env=environ_for(app_config),
-        cwd=tmp_path,
-    )
-    connection = redis.Redis.from_url(app_config["redis_url"])
-    from rq import Worker
-
-    wait_until(lambda: Worker.count(connection=connection) > 0, "RQ worker", proc)
-    yield proc
-    stop(proc)
+    command = [sys.executable, "-m", "flask", "--app", "asu", "worker"]
+    env = environ_for(app_config)
+    with running_worker(command, env, tmp_path, app_config["redis_url"]) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="session")
@@ -218,18 +226,10 @@ def nobody_scratch(nobody) -> Iterator[Path]:
 @pytest.fixture
 def unprivileged_worker(app_config, nobody_scratch, nobody):
     """One real RQ worker running as ``nobody``, its log in ``nobody_scratch``."""
-    proc = spawn(
-        nobody.command("-m", "flask", "--app", "asu", "worker"),
-        log_path=nobody_scratch / "worker.log",
-        env=nobody.environ(environ_for(app_config)),
-        cwd=nobody_scratch,
-    )
-    connection = redis.Redis.from_url(app_config["redis_url"])
-    from rq import Worker
-
-    wait_until(lambda: Worker.count(connection=connection) > 0, "worker", proc)
-    yield proc
-    stop(proc)
+    command = nobody.command("-m", "flask", "--app", "asu", "worker")
+    env = nobody.environ(environ_for(app_config))
+    with running_worker(command, env, nobody_scratch, app_config["redis_url"]) as proc:
+        yield proc
 
 
 @contextmanager
