@@ -14,10 +14,12 @@ fill the one queue that everybody waits in.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 
 from redis import Redis
+from redis.commands.core import Script
 from rq.job import Job
 
 from asu import redis_keys
@@ -107,7 +109,7 @@ def admit_in_flight(
     limit = config.max_client_builds_in_flight
     if limit <= 0:
         return
-    in_flight = connection.register_script(_IN_FLIGHT)(
+    in_flight = _in_flight_script(connection)(
         keys=[redis_keys.client_in_flight(client)],
         args=[
             Job.redis_job_namespace_prefix,
@@ -125,3 +127,8 @@ def admit_in_flight(
             status=429,
             headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER)},
         )
+
+
+@functools.cache
+def _in_flight_script(connection: Redis) -> Script:
+    return connection.register_script(_IN_FLIGHT)
