@@ -88,7 +88,7 @@ def parse_packages(text: str) -> PackageIndex:
         version = fields.get("Version", "")
         if not _NAME.fullmatch(name) or not version:
             continue
-        plain = _without_abi(name, fields.get("ABIVersion", ""))
+        plain = strip_abi(name, fields.get("ABIVersion", ""))
         index.packages[plain] = version
         if plain != name:
             index.provides.add(name)
@@ -113,7 +113,7 @@ def parse_index_json(content: bytes) -> PackageIndex:
         if isinstance(entry, str):
             index.packages[name] = entry
         elif isinstance(entry, dict) and isinstance(entry.get("version"), str):
-            plain = _without_abi(name, str(entry.get("abi_version", "")))
+            plain = strip_abi(name, str(entry.get("abi_version", "")))
             index.packages[plain] = entry["version"]
             if plain != name:
                 index.provides.add(name)
@@ -137,7 +137,8 @@ def paragraphs(text: str) -> Iterator[dict[str, str]]:
         yield fields
 
 
-def _without_abi(name: str, abi_version: str) -> str:
+def strip_abi(name: str, abi_version: str) -> str:
+    """``name`` without its ABI version, as ``opkg --strip-abi`` removes it."""
     if abi_version and name.endswith(abi_version) and len(name) > len(abi_version):
         return name[: -len(abi_version)]
     return name

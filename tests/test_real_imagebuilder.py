@@ -167,6 +167,11 @@ def rootfs_files(server: Server, result: dict, tmp_path: Path) -> Path:
     return root
 
 
+def make_targets(result: dict) -> list[str]:
+    """The targets of the ``make`` commands the build ran, in order."""
+    return [command.split()[2] for command in result["build_cmd"]]
+
+
 def test_a_real_build_has_what_was_asked(server, feed_server, tmp_path):
     result = build(server, BASIC)
     key = server_public_key(server)
@@ -186,6 +191,9 @@ def test_a_real_build_has_what_was_asked(server, feed_server, tmp_path):
     # Names as the feeds' index.json has them: the ABI suffix stripped.
     assert "libgcc" in result["manifest"] and "libgcc1" not in result["manifest"]
     assert "kmod-drm-i915" not in result["manifest"]
+    # Without packages_versions nothing is checked before building: the manifest
+    # is the one make image wrote beside the images.
+    assert make_targets(result) == ["info", "image"]
     # The sandbox read the feeds from the worker's copies, never from a network.
     output = result["stdout"] + result["stderr"]
     assert "Downloading file:/feeds/openwrt_packages/Packages.gz" in output
@@ -254,6 +262,8 @@ def test_two_workers_build_at_once_sharing_the_package_cache(server, feed_server
         if manifest.get(name) != version
     }
     assert mismatched == {}
+    # The versions were checked before building, by make manifest.
+    assert make_targets(results[1]) == ["info", "manifest", "image"]
     for result, filesystem in zip(results, ("ext4", "squashfs"), strict=True):
         assert {image["filesystem"] for image in result["images"]} <= {filesystem, ""}
     cached = [p for p in (server.cache / "packages").rglob("*") if p.is_file()]

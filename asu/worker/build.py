@@ -5,10 +5,10 @@
 2. ``make info`` (revision, ``version_code`` check, default and device packages),
    the package list (``diff_packages`` removals), the feeds and the packages the
    build may need fetched by the worker (:mod:`asu.worker.feeds`), ``make manifest``
-   (unknown or conflicting packages, the ``packages_versions`` check), then
-   ``make image`` with ``defaults`` as ``FILES``, ``ROOTFS_PARTSIZE``, the
-   filesystem and ``EXTRA_IMAGE_NAME``; every ``make`` runs in the sandbox,
-   without a network.
+   only to check ``packages_versions`` before building, then ``make image`` with
+   ``defaults`` as ``FILES``, ``ROOTFS_PARTSIZE``, the filesystem and
+   ``EXTRA_IMAGE_NAME``; the image's manifest is the one ``make image`` writes.
+   Every ``make`` runs in the sandbox, without a network.
 3. Hash and sign the images, move ``BIN_DIR`` to ``store/<hash>/`` by an atomic
    rename, and return the result.
 
@@ -329,8 +329,9 @@ def _run_pipeline(job: Job, rq_job) -> dict:
     _serve_feeds(job, info, packages)
     job.layout.prepare()
 
-    job.report("make_manifest")
-    manifest = _make_manifest(job, packages)
+    if request.packages_versions:
+        job.report("make_manifest")
+        _check_versions(job, packages)
 
     job.report("make_image")
     bin_dir = job.scratch / "job" / "bin"
@@ -338,20 +339,21 @@ def _run_pipeline(job: Job, rq_job) -> dict:
         "PROFILE": request.profile,
         "PACKAGES": " ".join(packages),
         "BIN_DIR": job.inside("bin"),
-        "EXTRA_IMAGE_NAME": _packages_hash(manifest)[:12],
+        "EXTRA_IMAGE_NAME": _packages_hash(packages)[:12],
     }
     if request.defaults:
         variables["FILES"] = job.inside("files")
     if request.rootfs_size_mb:
         variables["ROOTFS_PARTSIZE"] = str(request.rootfs_size_mb)
     result = job.make("image", **variables)
-    _check_image(result)
+    _check_image(result, job)
     publish.drop_non_regular(bin_dir)
     (bin_dir / BUILDLOG).write_text(_build_log(job, result))
 
     job.report("sign_images")
     profiles = _read_profiles(bin_dir, request, result)
     (profile,) = profiles["profiles"].values()
+    manifest = _read_manifest(bin_dir, profile, job, result)
     try:
         images = publish.hash_and_sign(
             bin_dir, profile["images"], server_key(job.config)
@@ -506,9 +508,10 @@ _APK_UNKNOWN = re.compile(r"^\s+(\S+) \(no such package\):", re.MULTILINE)
 _CONFLICT = re.compile(r"conflict", re.IGNORECASE)
 
 
-def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
-    """The packages the image gets, by ``make manifest STRIP_ABI=1``: names as the
-    feeds' ``index.json`` and clients have them (``libgcc``, not ``libgcc1``)."""
+def _check_versions(job: Job, packages: list[str]) -> None:
+    """Fail before ``make image`` when the image would not get the versions
+    ``packages_versions`` asks for, by ``make manifest STRIP_ABI=1`` (names as the
+    feeds' ``index.json`` and clients have them: ``libgcc``, not ``libgcc1``)."""
     request = job.request
     result = job.make(
         "manifest",
@@ -517,12 +520,14 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
         STRIP_ABI="1",
     )
     if result.returncode != 0:
-        kind, detail = _manifest_error(result.stderr + result.stdout, job)
+        failure = _package_failure(result.stderr + result.stdout, job)
+        kind, detail = failure or (
+            "build",
+            "Error: the ImageBuilder could not resolve the packages",
+        )
         raise BuildError(detail, *_out(result), kind=kind)
     package_format = feeds.package_format(job.source)
-    manifest = parse_manifest(result.stdout)
-    if package_format == "apk":
-        manifest = _without_abi(manifest, job.mirrored)
+    manifest = _plain_names(parse_manifest(result.stdout), job.mirrored)
     mismatches = [
         f"{name} {manifest.get(name, 'not installed')} instead of {version}"
         for name, version in sorted(request.packages_versions.items())
@@ -536,26 +541,38 @@ def _make_manifest(job: Job, packages: list[str]) -> dict[str, str]:
             *_out(result),
             kind="packages_versions",
         )
-    return manifest
 
 
-def _without_abi(
+def _read_manifest(
+    bin_dir: Path, profile: dict, job: Job, result: sandbox.Result
+) -> dict[str, str]:
+    """The packages in the image, from the ``<image_prefix>.manifest`` that
+    ``make image`` writes beside the images."""
+    path = bin_dir / f"{profile.get('image_prefix', '')}.manifest"
+    if path.parent != bin_dir or not path.is_file():
+        raise BuildError(
+            f"Error: the ImageBuilder wrote no manifest ({path.name}) for the image",
+            *_out(result),
+            kind="no_image",
+        )
+    return _plain_names(parse_manifest(path.read_text()), job.mirrored)
+
+
+def _plain_names(
     manifest: dict[str, str], mirrored: list[feeds.Mirrored]
 ) -> dict[str, str]:
-    """apk's manifest names libraries with their ABI version (``libgcc1``), which
-    ``STRIP_ABI`` does not remove there: the names the feeds' indexes tag with
-    one become the plain names clients use (``libgcc``)."""
+    """A manifest with names as ``index.json`` and clients have them: OpenWrt
+    names libraries with their ABI version (``libgcc1``), which the feeds'
+    indexes say how to remove."""
     plain = {
-        entry.name: apk_index.plain_name(entry.info)
-        for feed in mirrored
-        for entry in feed.entries
-        if entry.info is not None
+        entry.name: entry.plain_name for feed in mirrored for entry in feed.entries
     }
     return {plain.get(name, name): version for name, version in manifest.items()}
 
 
-def _manifest_error(output: str, job: Job) -> tuple[str, str]:
-    """The kind of failure and a detail naming the packages and what to change."""
+def _package_failure(output: str, job: Job) -> tuple[str, str] | None:
+    """The kind of failure and a detail naming the packages and what to change,
+    when the package manager could not install what was asked for."""
     unfetched = _unfetched(output, job.missing)
     if unfetched:
         return "download", (
@@ -581,7 +598,7 @@ def _manifest_error(output: str, job: Job) -> tuple[str, str]:
             f"Error: unknown package(s): {', '.join(unknown)}; remove them or check "
             "their names for this version and target"
         )
-    return "build", "Error: the ImageBuilder could not resolve the packages"
+    return None
 
 
 def _unfetched(output: str, missing: list[feeds.Missing]) -> str:
@@ -608,10 +625,11 @@ def _disk_nearly_full(path: Path) -> bool:
     return shutil.disk_usage(path).free < DISK_NEARLY_FULL
 
 
-def _check_image(result: sandbox.Result) -> None:
+def _check_image(result: sandbox.Result, job: Job) -> None:
     if result.returncode == 0:
         return
-    if "is too big" in result.stderr + result.stdout:
+    output = result.stderr + result.stdout
+    if "is too big" in output:
         raise BuildError(
             "Error: the image is too big for the device: remove packages or, "
             "where the target allows it, raise rootfs_size_mb",
@@ -625,7 +643,11 @@ def _check_image(result: sandbox.Result) -> None:
             *_out(result),
             kind="no_image",
         )
-    raise BuildError("Error: make image failed (see stderr)", *_out(result))
+    kind, detail = _package_failure(output, job) or (
+        "build",
+        "Error: make image failed (see stderr)",
+    )
+    raise BuildError(detail, *_out(result), kind=kind)
 
 
 def _build_log(job: Job, result: sandbox.Result) -> str:
@@ -650,8 +672,9 @@ def _read_profiles(bin_dir: Path, request: BuildRequest, result) -> dict:
     return profiles
 
 
-def _packages_hash(manifest: dict[str, str]) -> str:
-    text = " ".join(sorted(manifest))
+def _packages_hash(packages: list[str]) -> str:
+    """What tells images of different package lists apart in their names."""
+    text = " ".join(sorted(packages))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from asu import adb
-from asu.package_index import paragraphs
+from asu.apk_index import plain_name
+from asu.package_index import paragraphs, strip_abi
 
 #: A package file name: a plain name in the feed's directory, never a path.
 FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~-]*\.(?:ipk|apk)$", re.ASCII)
@@ -31,6 +32,8 @@ class Entry:
     """One package of a feed, as its index describes it."""
 
     name: str
+    #: the name without its ABI version, as ``index.json`` and clients have it
+    plain_name: str
     version: str
     filename: str
     #: what the signed index gives to check the file with, as hex: opkg the file's
@@ -55,9 +58,11 @@ def parse_packages(text: str) -> list[Entry]:
         if not (FILENAME.fullmatch(filename) and SHA256.fullmatch(sha256)):
             continue
         size = fields.get("Size", "0")
+        name = fields.get("Package", "")
         entries.append(
             Entry(
-                name=fields.get("Package", ""),
+                name=name,
+                plain_name=strip_abi(name, fields.get("ABIVersion", "")),
                 version=fields.get("Version", ""),
                 filename=filename,
                 sha256=sha256,
@@ -79,6 +84,7 @@ def apk_entries(index: adb.Index) -> list[Entry]:
         entries.append(
             Entry(
                 name=info.name,
+                plain_name=plain_name(info),
                 version=info.version,
                 filename=filename,
                 sha256=info.hashes.hex(),

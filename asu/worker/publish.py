@@ -3,6 +3,7 @@ and signed with the server's key, then moved into the store in one rename."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -54,11 +55,15 @@ def hash_and_sign(bin_dir: Path, images: list[dict], key: SecretKey) -> list[dic
 
 
 def move_to_store(bin_dir: Path, dest: Path) -> None:
-    """Move the finished ``BIN_DIR`` into the store in one rename."""
+    """Move the finished ``BIN_DIR`` into the store in one rename.
+
+    It is staged beside ``dest`` first: by a rename when the store is on the same
+    filesystem, else by a copy, so that ``dest`` only ever appears whole.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
-        shutil.copytree(bin_dir, staged, dirs_exist_ok=True)
+        _stage(bin_dir, staged)
     except OSError:
         shutil.rmtree(staged, ignore_errors=True)
         raise
@@ -70,3 +75,13 @@ def move_to_store(bin_dir: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staged, dest)
+
+
+def _stage(bin_dir: Path, staged: Path) -> None:
+    """Fill the empty directory ``staged`` with ``bin_dir``'s files."""
+    try:
+        os.replace(bin_dir, staged)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        shutil.copytree(bin_dir, staged, dirs_exist_ok=True)
