@@ -21,13 +21,17 @@ from asu.usign import PublicKey, UsignError
 
 
 class RequestError(Exception):
-    """A request the server refuses; ``status`` is the HTTP code to answer."""
+    """A request the server refuses, with a ``detail`` naming what to change.
 
-    def __init__(self, detail: str, status: int = 400, headers: dict | None = None):
+    The parts that refuse requests subclass it to say why (an unknown package, a
+    full queue); ``asu.api.errors`` alone turns each into an HTTP status.
+    ``retry_after`` is the seconds after which the same request may succeed.
+    """
+
+    def __init__(self, detail: str, retry_after: int | None = None):
         super().__init__(detail)
         self.detail = detail
-        self.status = status
-        self.headers = headers or {}
+        self.retry_after = retry_after
 
 
 VERSION = re.compile(

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from asu.api.errors import status_of
 from asu.build_request import BuildRequest, RequestError, parse_build_request
 from asu.config import Config
 from offline_upstream import adb_writer
@@ -165,7 +166,7 @@ def test_round_trip_through_the_job():
 def test_bad_fields_are_400_naming_the_field(fields, field_named):
     with pytest.raises(RequestError) as refused:
         parse(minimal(**fields))
-    assert refused.value.status == 400
+    assert status_of(refused.value) == 400
     assert field_named in refused.value.detail
 
 
@@ -213,7 +214,7 @@ def test_apk_feeds_as_clients_send_them():
 def test_a_key_that_is_neither_usign_nor_pem_is_400_naming_it(key):
     with pytest.raises(RequestError) as refused:
         parse(minimal(repository_keys=[USIGN_KEY, key]))
-    assert refused.value.status == 400
+    assert status_of(refused.value) == 400
     assert "repository_keys" in refused.value.detail
     assert repr(key)[:20] in refused.value.detail
 

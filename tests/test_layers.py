@@ -4,6 +4,8 @@ The layering (README, "How the code is laid out"): the core (the modules directl
 in ``asu/``) imports no wing; ``metadata`` imports only the core; ``queue`` the
 core and ``metadata``; ``worker`` the core and ``metadata``, never Flask; ``api``
 everything but the worker; ``local`` (processes on this machine) only the core.
+Only ``api`` speaks HTTP: the other parts refuse a request with an exception that
+says why, and ``asu.api.errors`` alone gives it a status.
 ``asu.app`` and ``asu.cli`` wire the wings together. The web process never loads
 the build pipeline, and the server never imports the offline upstream (a stand-in
 for tests, ``make demo`` and bench, not shipped in the server's image).
@@ -36,6 +38,9 @@ ALLOWED = {
 }
 #: The application factory and its commands: they wire every part together.
 WIRING = {"asu.app", "asu.cli"}
+
+#: What a command run with ``flask --app asu`` needs of Flask.
+COMMANDS = {"flask", "flask.current_app", "flask.cli", "flask.cli.with_appcontext"}
 
 #: What only a worker needs: ``make``, the sandbox, ImageBuilders and feeds.
 PIPELINE = {
@@ -92,9 +97,13 @@ def test_each_part_imports_only_the_parts_below_it(path):
         name for name in ours if name in WIRING or part_of(name) not in ALLOWED[part]
     }
     assert wrong == set(), f"{module} ({part}) may import only {ALLOWED[part]}"
+    flask = {n for n in imported_modules(path) if n.split(".")[0] == "flask"}
     if part == "worker":
-        flask = {n for n in imported_modules(path) if n.split(".")[0] == "flask"}
         assert flask == set(), f"{module} is the worker's: no Flask"
+    if part != "api":
+        # HTTP is the api's: elsewhere Flask only runs commands (``flask.cli``).
+        assert flask <= COMMANDS, f"{module} speaks HTTP: only asu.api may"
+        assert not {n for n in imported_modules(path) if n.startswith("werkzeug")}
 
 
 WEB_PROCESS = """

@@ -16,6 +16,7 @@ from typing import Any
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from asu.api.errors import Refused
 from asu.build_request import RequestError
 
 #: Levels of nesting a request body may have; real requests use two.
@@ -27,7 +28,7 @@ def json_object(request: Request) -> dict[str, Any]:
     try:
         data = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise RequestError(
+        raise Refused(
             f"the request body is larger than the {request.max_content_length} "
             "bytes this server accepts",
             413,

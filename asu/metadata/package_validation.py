@@ -26,10 +26,21 @@ from asu.metadata import lookup, records
 from asu.package_versions import compare_apk
 
 
+class UnknownPackages(RequestError):
+    """Packages none of the loaded indexes of the version and target has."""
+
+    def __init__(self, names: list[str], request: BuildRequest):
+        super().__init__(
+            f"unknown package(s): {', '.join(names)}; none of the indexes of "
+            f"{request.version} {request.target} has them"
+        )
+        self.names = names
+
+
 def check_packages(
     connection: redis.Redis, config: Config, request: BuildRequest
 ) -> None:
-    """Raise a 422 :class:`RequestError` naming every unknown package.
+    """Raise :class:`UnknownPackages` naming every unknown package.
 
     Requests with extra ``repositories`` are not checked: their feeds are unknown
     here, and the build reports what none of the feeds has.
@@ -40,13 +51,7 @@ def check_packages(
     feeds = lookup.distribution(config, request.distro).feeds
     unknown = unknown_packages(connection, request, feeds, names)
     if unknown:
-        listed = ", ".join(unknown)
-        raise RequestError(
-            f"unknown package(s): {listed}; none of the indexes of "
-            f"{request.version} {request.target} has them",
-            status=422,
-            headers={"X-Unknown-Package": listed},
-        )
+        raise UnknownPackages(unknown, request)
 
 
 @dataclass

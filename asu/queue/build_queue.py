@@ -37,6 +37,14 @@ JOB_TIMEOUT_MARGIN = 300
 _WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
+class UnknownBuild(RequestError):
+    """No build has the request hash a client asks about."""
+
+
+class QueueFull(RequestError):
+    """The queue holds as many builds as the server allows; retry later."""
+
+
 @dataclass
 class Answer:
     """What to tell a client about a build: HTTP status, JSON body, headers."""
@@ -60,14 +68,14 @@ def fetch(connection: Redis, request_hash: str) -> Job | None:
 
 
 def polled(connection: Redis, request_hash: str) -> Job:
-    """The job of a hash a client polls with (any API generation), or a 404."""
+    """The job of a hash a client polls with (any API generation)."""
     job = (
         fetch(connection, request_hash)
         if REQUEST_HASH.fullmatch(request_hash)
         else None
     )
     if job is None:
-        raise RequestError(f"no build with request hash {request_hash[:80]}", 404)
+        raise UnknownBuild(f"no build with request hash {request_hash[:80]}")
     return job
 
 
@@ -108,11 +116,7 @@ def submit(
         return job
     queue = get_queue(connection)
     if queue.count >= config.max_pending_jobs:
-        raise RequestError(
-            "the build queue is full, retry later",
-            status=503,
-            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
-        )
+        raise QueueFull("the build queue is full, retry later", QUEUE_FULL_RETRY_AFTER)
     admit()
     try:
         if job is None:

@@ -38,6 +38,11 @@ ENQUEUE_GRACE = 10
 #: An idle client's set of builds in flight goes after a day.
 IN_FLIGHT_TTL = 86400
 
+
+class OverLimit(RequestError):
+    """A client asked for more new builds than its allowance; retry later."""
+
+
 #: Keeps the client's hashes whose job is still waiting or running, drops the rest,
 #: and admits ARGV[2] when fewer than ARGV[3] remain: the count (-1 when admitted).
 #: One script, so that a client's concurrent requests cannot all pass the count.
@@ -93,19 +98,18 @@ def charge_new_build(connection: Redis, config: Config, client: str) -> None:
         pipe.ttl(key)
         _, count, ttl = pipe.execute()
     if count > limit:
-        raise RequestError(
+        raise OverLimit(
             f"too many new builds from {client}: at most {limit} every "
             f"{config.client_builds_window} s; cached builds are still served",
-            status=429,
-            headers={"Retry-After": str(max(ttl, 1))},
+            max(ttl, 1),
         )
 
 
 def admit_in_flight(
     connection: Redis, config: Config, client: str, request_hash: str
 ) -> None:
-    """Count ``request_hash`` among ``client``'s builds in flight; a 429 when it
-    already has ``max_client_builds_in_flight`` waiting or running."""
+    """Count ``request_hash`` among ``client``'s builds in flight; refused when
+    it already has ``max_client_builds_in_flight`` waiting or running."""
     limit = config.max_client_builds_in_flight
     if limit <= 0:
         return
@@ -121,11 +125,10 @@ def admit_in_flight(
         ],
     )
     if in_flight >= 0:
-        raise RequestError(
+        raise OverLimit(
             f"{client} has {in_flight} builds waiting or running, at most {limit} "
             "at once: retry when one has finished",
-            status=429,
-            headers={"Retry-After": str(IN_FLIGHT_RETRY_AFTER)},
+            IN_FLIGHT_RETRY_AFTER,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from asu.api import errors
 from asu.api.legacy import common
 from asu.build_request import RequestError
 
@@ -25,9 +26,9 @@ def _reply(status: int, **fields):
 
 @bp.errorhandler(RequestError)
 def refused(error: RequestError):
-    response = _reply(error.status, error=error.detail)
-    response.headers.update(error.headers)
-    return response
+    return errors.refusal(
+        error, lambda status, detail: {"status": status, "error": detail}
+    )
 
 
 @bp.post("/image-request")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from asu import image_index
-from asu.api import app_redis
+from asu.api import app_redis, errors
 from asu.api.legacy import common
 from asu.build_request import RequestError, utf8_size
 
@@ -27,6 +27,8 @@ FAILURE_STATUS = {
     "unknown_package": 422,
     "no_image": 501,
 }
+#: The refusals with a status of their own; the rest is 400.
+OWN_REFUSALS = {413, 420, 422, 429, 503}
 #: The progress words clients of this generation know.
 PROGRESS = {
     "queued": "queue",
@@ -43,9 +45,9 @@ def _error(status: int, message: str, **extra):
 
 @bp.errorhandler(RequestError)
 def refused(error: RequestError):
-    status = error.status if error.status in (413, 420, 422, 429, 503) else 400
-    response = _error(status, error.detail)
-    response.headers.update(error.headers)
+    response = errors.refusal(error, lambda _status, detail: {"error": detail})
+    if response.status_code not in OWN_REFUSALS:
+        response.status_code = 400
     return response
 
 
@@ -87,7 +89,7 @@ def _defaults(body) -> dict:
     """``defaults`` if any; over this generation's 10 kB it is a 420."""
     defaults = body.get("defaults")
     if isinstance(defaults, str) and utf8_size(defaults) > MAX_DEFAULTS_BYTES:
-        raise RequestError(f"defaults exceed {MAX_DEFAULTS_BYTES} bytes", 420)
+        raise errors.Refused(f"defaults exceed {MAX_DEFAULTS_BYTES} bytes", 420)
     return {"defaults": defaults} if defaults else {}
 
 

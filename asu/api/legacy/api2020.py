@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from asu.api import errors
 from asu.api.legacy import common
 from asu.build_request import RequestError
 
@@ -19,10 +20,9 @@ bp = Blueprint("api_2020", __name__, url_prefix="/api")
 
 @bp.errorhandler(RequestError)
 def refused(error: RequestError):
-    response = jsonify({"status": "error", "detail": error.detail})
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response
+    return errors.refusal(
+        error, lambda _status, detail: {"status": "error", "detail": detail}
+    )
 
 
 def _answer(job):

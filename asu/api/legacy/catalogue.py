@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from asu import redis_keys
-from asu.api import app_redis
+from asu.api import app_redis, errors
 from asu.api.legacy import common
 from asu.branches import version_key
 from asu.build_request import TARGET, VERSION, RequestError
@@ -21,9 +21,7 @@ MAX_MODELS = 100
 
 @bp.errorhandler(RequestError)
 def refused(error: RequestError):
-    response = jsonify({"error": error.detail})
-    response.status_code = error.status
-    return response
+    return errors.refusal(error, lambda _status, detail: {"error": detail})
 
 
 def _branches(distro: str) -> list[dict]:
@@ -95,5 +93,5 @@ def packages_image():
     profile = _argument("profile").replace(",", "_")
     found = devices.device(app_redis(), common.config(), version, target, profile)
     if found is None:
-        raise RequestError(f"unknown device {target} {profile} in {version}", 404)
+        raise errors.Refused(f"unknown device {target} {profile} in {version}", 404)
     return jsonify(found["packages"])

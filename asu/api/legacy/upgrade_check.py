@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from asu.api import app_redis
+from asu.api import app_redis, errors
 from asu.api.legacy import common
 from asu.build_request import RequestError
 from asu.metadata import upgrades
@@ -20,10 +20,9 @@ bp = Blueprint("upgrade_check", __name__)
 
 @bp.errorhandler(RequestError)
 def refused(error: RequestError):
-    response = jsonify({"status": error.status, "error": error.detail})
-    response.status_code = error.status
-    response.headers.update(error.headers)
-    return response
+    return errors.refusal(
+        error, lambda status, detail: {"status": status, "error": detail}
+    )
 
 
 def _answer(installed_key: str, **extra) -> Response:
