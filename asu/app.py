@@ -54,13 +54,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     )
 
     from asu import cli
-    from asu.api import errors, json_files, legacy, store, v1
+    from asu.api import errors, files, legacy, v1
 
     errors.register(app)
     cli.register(app)
     app.register_blueprint(v1.bp)
-    app.register_blueprint(store.bp)
-    app.register_blueprint(json_files.bp)
+    app.register_blueprint(files.bp)
     legacy.register(app)
     _register_operations(app)
     return app
