@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rq import get_current_job
+from rq.job import Job
 
 from asu import (
     answers,
@@ -125,8 +126,9 @@ class BuildError(Exception):
 
 
 @dataclass
-class Job:
-    """One build in progress: its request, config, scratch space and log.
+class Run:
+    """One build in progress: its request, config, scratch space and log (the
+    RQ job that runs it, ``rq_job`` here, only carries its progress and answer).
 
     The scratch directory holds ``job/`` (the sandbox's writable ``/job``: ``bin``,
     ``files``), ``changes/`` (what the build changes of the ImageBuilder, which it
@@ -236,24 +238,24 @@ class StageClock:
 @stats.counted_build
 def build(request: dict) -> dict:
     """The RQ job: build the image ``request`` asks for and return the result."""
-    job = get_current_job()
+    rq_job = get_current_job()
     config = load_config()
     build_request = BuildRequest.from_dict(request)
     clock = StageClock()
 
     def report(stage: str) -> None:
         clock.enter(stage)
-        if job is None:
+        if rq_job is None:
             return
-        job.meta["imagebuilder_status"] = STAGES[stage]
-        job.meta["stage"] = stage
-        job.meta.setdefault("started_at", time.time())
-        job.save_meta()
+        rq_job.meta["imagebuilder_status"] = STAGES[stage]
+        rq_job.meta["stage"] = stage
+        rq_job.meta.setdefault("started_at", time.time())
+        rq_job.save_meta()
 
     report("init")
     try:
         with _disk_full_fails_the_build():
-            result = _build(build_request, config, report, job)
+            result = _build(build_request, config, report, rq_job)
     except BuildError as error:
         clock.stop()
         log.info(
@@ -262,43 +264,44 @@ def build(request: dict) -> dict:
             error.kind,
             clock.summary(),
         )
-        if job is not None:
-            _record_failure(job, error, clock, config)
+        if rq_job is not None:
+            _record_failure(rq_job, error, clock, config)
         raise
     clock.stop()
     log.info("built %s; seconds per stage: %s", build_request.hash, clock.summary())
-    if job is not None:
-        _record_result(job, result, clock, config, build_request)
+    if rq_job is not None:
+        _record_result(rq_job, result, clock, config, build_request)
     return result
 
 
-def _record_failure(job, error: BuildError, clock: StageClock, config: Config):
+def _record_failure(rq_job: Job, error: BuildError, clock: StageClock, config: Config):
     """What a client is told of the failed build, kept as long as the failure."""
-    job.meta.update(
+    rq_job.meta.update(
         detail=error.detail,
         stdout=error.stdout,
         stderr=error.stderr,
         error_kind=error.kind,
         stage_seconds=clock.seconds,
     )
-    job.save_meta()
-    ttl = job.failure_ttl or config.build_failure_ttl
-    answers.keep(job.connection, job.id, answers.failed(job.id, job.meta), ttl)
+    rq_job.save_meta()
+    ttl = rq_job.failure_ttl or config.build_failure_ttl
+    answer = answers.failed(rq_job.id, rq_job.meta)
+    answers.keep(rq_job.connection, rq_job.id, answer, ttl)
 
 
 def _record_result(
-    job, result: dict, clock: StageClock, config: Config, request: BuildRequest
+    rq_job: Job, result: dict, clock: StageClock, config: Config, request: BuildRequest
 ) -> None:
     """The stage times, the answer every later client gets and, unless the
     request carried a first-boot script, its images' checksums."""
-    job.meta["stage_seconds"] = clock.seconds
-    job.save_meta()
-    ttl = job.result_ttl or config.build_ttl
-    answers.keep(job.connection, job.id, answers.done(result), ttl)
-    image_index.record(job.connection, result, ttl, findable=not request.defaults)
+    rq_job.meta["stage_seconds"] = clock.seconds
+    rq_job.save_meta()
+    ttl = rq_job.result_ttl or config.build_ttl
+    answers.keep(rq_job.connection, rq_job.id, answers.done(result), ttl)
+    image_index.record(rq_job.connection, result, ttl, findable=not request.defaults)
 
 
-def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
+def _build(request: BuildRequest, config: Config, report, rq_job: Job | None) -> dict:
     distribution = distributions.get(config, request.distro)
     if distribution is None:
         raise BuildError(f"Error: unknown distribution {request.distro}", kind="build")
@@ -311,70 +314,70 @@ def _build(request: BuildRequest, config: Config, report, rq_job) -> dict:
     jobs_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jobs_dir, prefix=request.hash[:16]) as tmp:
         report("prepare_imagebuilder")
-        job = Job(request, config, distribution, Path(tmp), source, report, log=[])
-        return _run_pipeline(job, rq_job)
+        run = Run(request, config, distribution, Path(tmp), source, report, log=[])
+        return _run_pipeline(run, rq_job)
 
 
-def _run_pipeline(job: Job, rq_job) -> dict:
-    request = job.request
-    _write_files(job)
-    _choose_filesystem(job)
-    job.layout.prepare()
+def _run_pipeline(run: Run, rq_job: Job | None) -> dict:
+    request = run.request
+    _write_files(run)
+    _choose_filesystem(run)
+    run.layout.prepare()
 
-    job.report("make_info")
-    info = _make_info(job)
+    run.report("make_info")
+    info = _make_info(run)
     packages = _package_list(request, info)
 
-    job.report("fetch_packages")
-    _serve_feeds(job, info, packages)
-    job.layout.prepare()
+    run.report("fetch_packages")
+    _serve_feeds(run, info, packages)
+    run.layout.prepare()
 
     if request.packages_versions:
-        job.report("make_manifest")
-        _check_versions(job, packages)
+        run.report("make_manifest")
+        _check_versions(run, packages)
 
-    job.report("make_image")
-    bin_dir = job.scratch / "job" / "bin"
+    run.report("make_image")
+    bin_dir = run.scratch / "job" / "bin"
     variables = {
         "PROFILE": request.profile,
         "PACKAGES": " ".join(packages),
-        "BIN_DIR": job.inside("bin"),
+        "BIN_DIR": run.inside("bin"),
         "EXTRA_IMAGE_NAME": _packages_hash(packages)[:12],
     }
     if request.defaults:
-        variables["FILES"] = job.inside("files")
+        variables["FILES"] = run.inside("files")
     if request.rootfs_size_mb:
         variables["ROOTFS_PARTSIZE"] = str(request.rootfs_size_mb)
-    result = job.make("image", **variables)
-    _check_image(result, job)
+    result = run.make("image", **variables)
+    _check_image(result, run)
     publish.drop_non_regular(bin_dir)
-    (bin_dir / BUILDLOG).write_text(_build_log(job, result))
+    (bin_dir / BUILDLOG).write_text(_build_log(run, result))
 
-    job.report("sign_images")
+    run.report("sign_images")
     profiles = _read_profiles(bin_dir, request, result)
     (profile,) = profiles["profiles"].values()
-    manifest = _read_manifest(bin_dir, profile, job, result)
+    manifest = _read_manifest(bin_dir, profile, run, result)
     try:
         images = publish.hash_and_sign(
-            bin_dir, profile["images"], server_key(job.config)
+            bin_dir, profile["images"], server_key(run.config)
         )
     except publish.PublishError as error:
         raise BuildError(f"Error: {error}", *_out(result), kind="no_image") from None
 
-    job.report("store_images")
-    publish.move_to_store(bin_dir, job.config.store_path / request.hash)
-    cached_builds.remember(rq_job, request, job.config)
-    return _result(request, profiles, images, manifest, result, job, info, rq_job)
+    run.report("store_images")
+    publish.move_to_store(bin_dir, run.config.store_path / request.hash)
+    cached_builds.remember(rq_job, request, run.config)
+    return _result(request, profiles, images, manifest, result, run, info, rq_job)
 
 
-def _write_files(job: Job) -> None:
-    if job.request.defaults:
-        path = job.scratch / "job" / "files" / DEFAULTS_PATH
+def _write_files(run: Run) -> None:
+    if run.request.defaults:
+        path = run.scratch / "job" / "files" / DEFAULTS_PATH
         path.parent.mkdir(parents=True)
-        path.write_text(job.request.defaults)
+        path.write_text(run.request.defaults)
 
 
-def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
+def _serve_feeds(run: Run, info: Info, packages: list[str]) -> None:
     """Fetch the ImageBuilder's feeds and the request's extra feeds, with every
     package the build may install, and point the ImageBuilder at the copies.
 
@@ -382,8 +385,8 @@ def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
     ``packages/``; the request's keys go where opkg and apk look for them
     (``keys/<key id>``, ``keys/<key id>.pem``).
     """
-    request = job.request
-    repositories = feeds.imagebuilder_feeds(job.source, job.distribution)
+    request = run.request
+    repositories = feeds.imagebuilder_feeds(run.source, run.distribution)
     kind = repositories.package_format
     usable = feeds.usign_keys if kind == "opkg" else feeds.apk_keys
     keys = tuple(usable(request.repository_keys))
@@ -396,17 +399,17 @@ def _serve_feeds(job: Job, info: Info, packages: list[str]) -> None:
     _check_names(upstream_feeds, extra)
     http = upstream.session()
     try:
-        job.mirrored = feeds.mirror(
-            http, kind, [*upstream_feeds, *extra], job.scratch / "feeds"
+        run.mirrored = feeds.mirror(
+            http, kind, [*upstream_feeds, *extra], run.scratch / "feeds"
         )
     except feeds.FeedError as error:
         raise BuildError(f"Error: {error}", kind="repositories") from None
-    cache = PackageCache(job.config.package_cache_path)
+    cache = PackageCache(run.config.package_cache_path)
     wanted = _installed(info, request.profile, packages)
-    job.missing = feeds.provide(http, cache, job.mirrored, wanted)
-    text = feeds.repositories_file(repositories, job.mirrored, FEEDS_DIR)
-    (job.changes / feeds.REPOSITORIES[kind]).write_text(text)
-    _add_keys(job)
+    run.missing = feeds.provide(http, cache, run.mirrored, wanted)
+    text = feeds.repositories_file(repositories, run.mirrored, FEEDS_DIR)
+    (run.changes / feeds.REPOSITORIES[kind]).write_text(text)
+    _add_keys(run)
 
 
 def _check_names(upstream_feeds, extra) -> None:
@@ -429,9 +432,9 @@ def _installed(info: Info, profile: str, packages: list[str]) -> list[str]:
     return [n for n in dict.fromkeys([*preset, *added, "kernel"]) if n not in removed]
 
 
-def _add_keys(job: Job) -> None:
-    keys_dir = job.changes / "keys"
-    for key in job.request.repository_keys:
+def _add_keys(run: Run) -> None:
+    keys_dir = run.changes / "keys"
+    for key in run.request.repository_keys:
         keys_dir.mkdir(exist_ok=True)
         if apk_index.is_apk_key(key):  # apk keeps PEM keys as keys/<name>.pem
             key_id = apk_index.ApkKey.from_text(key).key_id.hex()
@@ -441,13 +444,13 @@ def _add_keys(job: Job) -> None:
         (keys_dir / public.key_id_hex).write_text(public.to_text())
 
 
-def _choose_filesystem(job: Job) -> None:
+def _choose_filesystem(run: Run) -> None:
     """Keep only the requested filesystem enabled in the ImageBuilder's .config."""
-    wanted = job.request.filesystem
+    wanted = run.request.filesystem
     if not wanted:
         return
-    lines = feeds.read_regular(job.source / ".config").splitlines()
-    job.changes.mkdir(parents=True, exist_ok=True)
+    lines = feeds.read_regular(run.source / ".config").splitlines()
+    run.changes.mkdir(parents=True, exist_ok=True)
     kept = [
         line
         for line in lines
@@ -455,11 +458,11 @@ def _choose_filesystem(job: Job) -> None:
     ]
     for filesystem, option in FILESYSTEM_OPTIONS.items():
         kept.append(f"{option}=y" if filesystem == wanted else f"# {option} is not set")
-    (job.changes / ".config").write_text("\n".join(kept) + "\n")
+    (run.changes / ".config").write_text("\n".join(kept) + "\n")
 
 
-def _make_info(job: Job) -> Info:
-    result = job.make("info")
+def _make_info(run: Run) -> Info:
+    result = run.make("info")
     if result.returncode != 0:
         raise BuildError(
             "Error: the ImageBuilder failed to describe itself (make info)",
@@ -467,7 +470,7 @@ def _make_info(job: Job) -> Info:
             result.stderr,
         )
     info = parse_info(result.stdout)
-    expected = job.request.version_code
+    expected = run.request.version_code
     if expected and info.revision != expected:
         raise BuildError(
             f"Error: the ImageBuilder is at revision {info.revision}, not the "
@@ -476,10 +479,10 @@ def _make_info(job: Job) -> Info:
             result.stderr,
             kind="version_code",
         )
-    if job.request.profile not in info.profiles:
+    if run.request.profile not in info.profiles:
         raise BuildError(
-            f"Error: profile {job.request.profile} is not known to the "
-            f"ImageBuilder of {job.request.version} {job.request.target}",
+            f"Error: profile {run.request.profile} is not known to the "
+            f"ImageBuilder of {run.request.version} {run.request.target}",
             result.stdout,
             result.stderr,
             kind="profile",
@@ -508,26 +511,26 @@ _APK_UNKNOWN = re.compile(r"^\s+(\S+) \(no such package\):", re.MULTILINE)
 _CONFLICT = re.compile(r"conflict", re.IGNORECASE)
 
 
-def _check_versions(job: Job, packages: list[str]) -> None:
+def _check_versions(run: Run, packages: list[str]) -> None:
     """Fail before ``make image`` when the image would not get the versions
     ``packages_versions`` asks for, by ``make manifest STRIP_ABI=1`` (names as the
     feeds' ``index.json`` and clients have them: ``libgcc``, not ``libgcc1``)."""
-    request = job.request
-    result = job.make(
+    request = run.request
+    result = run.make(
         "manifest",
         PROFILE=request.profile,
         PACKAGES=" ".join(packages),
         STRIP_ABI="1",
     )
     if result.returncode != 0:
-        failure = _package_failure(result.stderr + result.stdout, job)
+        failure = _package_failure(result.stderr + result.stdout, run)
         kind, detail = failure or (
             "build",
             "Error: the ImageBuilder could not resolve the packages",
         )
         raise BuildError(detail, *_out(result), kind=kind)
-    package_format = feeds.package_format(job.source)
-    manifest = _plain_names(parse_manifest(result.stdout), job.mirrored)
+    package_format = feeds.package_format(run.source)
+    manifest = _plain_names(parse_manifest(result.stdout), run.mirrored)
     mismatches = [
         f"{name} {manifest.get(name, 'not installed')} instead of {version}"
         for name, version in sorted(request.packages_versions.items())
@@ -544,7 +547,7 @@ def _check_versions(job: Job, packages: list[str]) -> None:
 
 
 def _read_manifest(
-    bin_dir: Path, profile: dict, job: Job, result: sandbox.Result
+    bin_dir: Path, profile: dict, run: Run, result: sandbox.Result
 ) -> dict[str, str]:
     """The packages in the image, from the ``<image_prefix>.manifest`` that
     ``make image`` writes beside the images."""
@@ -555,7 +558,7 @@ def _read_manifest(
             *_out(result),
             kind="no_image",
         )
-    return _plain_names(parse_manifest(path.read_text()), job.mirrored)
+    return _plain_names(parse_manifest(path.read_text()), run.mirrored)
 
 
 def _plain_names(
@@ -570,17 +573,17 @@ def _plain_names(
     return {plain.get(name, name): version for name, version in manifest.items()}
 
 
-def _package_failure(output: str, job: Job) -> tuple[str, str] | None:
+def _package_failure(output: str, run: Run) -> tuple[str, str] | None:
     """The kind of failure and a detail naming the packages and what to change,
     when the package manager could not install what was asked for."""
-    unfetched = _unfetched(output, job.missing)
+    unfetched = _unfetched(output, run.missing)
     if unfetched:
         return "download", (
             f"Error: {unfetched}; the package server lacks them now: retry later, "
             "or remove them from the request"
         )
     unknown = sorted(set(_OPKG_UNKNOWN.findall(output) + _APK_UNKNOWN.findall(output)))
-    left_out = [m for m in job.mirrored if m.problem]
+    left_out = [m for m in run.mirrored if m.problem]
     if unknown and left_out:
         feeds_named = "; ".join(f"feed {m.feed.name}: {m.problem}" for m in left_out)
         return "repositories", (
@@ -625,7 +628,7 @@ def _disk_nearly_full(path: Path) -> bool:
     return shutil.disk_usage(path).free < DISK_NEARLY_FULL
 
 
-def _check_image(result: sandbox.Result, job: Job) -> None:
+def _check_image(result: sandbox.Result, run: Run) -> None:
     if result.returncode == 0:
         return
     output = result.stderr + result.stdout
@@ -643,15 +646,15 @@ def _check_image(result: sandbox.Result, job: Job) -> None:
             *_out(result),
             kind="no_image",
         )
-    kind, detail = _package_failure(output, job) or (
+    kind, detail = _package_failure(output, run) or (
         "build",
         "Error: make image failed (see stderr)",
     )
     raise BuildError(detail, *_out(result), kind=kind)
 
 
-def _build_log(job: Job, result: sandbox.Result) -> str:
-    commands = "".join(f"$ {command}\n" for command in job.log)
+def _build_log(run: Run, result: sandbox.Result) -> str:
+    commands = "".join(f"$ {command}\n" for command in run.log)
     return f"{commands}\n{result.stdout}\n{result.stderr}"
 
 
@@ -678,7 +681,7 @@ def _packages_hash(packages: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _result(request, profiles, images, manifest, result, job, info, rq_job) -> dict:
+def _result(request, profiles, images, manifest, result, run, info, rq_job) -> dict:
     ((profile_id, profile),) = profiles["profiles"].items()
     top = {key: value for key, value in profiles.items() if key != "profiles"}
     enqueued = rq_job.enqueued_at if rq_job is not None else None
@@ -693,7 +696,7 @@ def _result(request, profiles, images, manifest, result, job, info, rq_job) -> d
             "manifest": manifest,
             "build_at": iso_utc(datetime.now(UTC)),
             "enqueued_at": iso_utc(enqueued) if enqueued else "",
-            "build_cmd": job.log,
+            "build_cmd": run.log,
             "stdout": result.stdout,
             "stderr": result.stderr,
             "request": request.echo(),
