@@ -23,7 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from asu import stats
 from asu.api import app_redis
-from asu.queue import status
+from asu.queue import backend_state
 
 bp = Blueprint("metrics", __name__)
 
@@ -58,7 +58,7 @@ class RedisCollector(Collector):
         yield from self._tops()
 
     def _backend(self) -> Iterator[Metric]:
-        now = status.backend(self.connection)
+        now = backend_state.backend(self.connection)
         yield GaugeMetricFamily(
             "asu_queue_length", "Builds waiting in the queue", now["queue_length"]
         )

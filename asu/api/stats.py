@@ -14,7 +14,7 @@ import asu
 from asu import stats
 from asu.api import app_redis
 from asu.metadata import devices
-from asu.queue import status
+from asu.queue import backend_state
 from asu.times import iso_utc
 
 bp = Blueprint("api_stats", __name__, url_prefix="/api/v1")
@@ -33,7 +33,7 @@ def summary():
     """Everything at a glance: requests, builds, days, the most asked for."""
     connection = app_redis()
     return {
-        "queue_length": status.queue_length(connection),
+        "queue_length": backend_state.queue_length(connection),
         "requests": stats.request_summary(connection),
         "builds": stats.build_summary(connection),
         "queue_wait_seconds": stats.histogram(connection, "queue_wait"),
@@ -77,7 +77,7 @@ def server_status():
     last_run = devices.janitor_last_run(current_app.config["ASU"])
     return {
         "version": asu.__version__,
-        **status.backend(app_redis()),
+        **backend_state.backend(app_redis()),
         "janitor_last_run": (
             iso_utc(datetime.fromtimestamp(last_run, UTC)) if last_run else None
         ),

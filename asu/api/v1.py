@@ -18,7 +18,7 @@ from asu.build_request import (
 )
 from asu.distributions import DEFAULT_DISTRO
 from asu.metadata import lookup
-from asu.queue import build_queue, intake
+from asu.queue import admission, build_queue
 from asu.queue.build_queue import Answer
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
@@ -50,7 +50,7 @@ def build_post():
     kept = answers.hit(connection, resolved.hash, resolved.client)
     if kept is not None:
         return _send(kept)
-    job = intake.accept(connection, config, resolved, request.remote_addr)
+    job = admission.accept(connection, config, resolved, request.remote_addr)
     return _respond(build_queue.answer(job))
 
 

@@ -1,2 +1,2 @@
-"""From a parsed request to its job: intake, per-client limits, the one queue,
-abandoned jobs, the backend's status and cleanup."""
+"""From a parsed request to its job: admission, per-client limits, the one queue,
+abandoned jobs, the backend's state and cleanup."""

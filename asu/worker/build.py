@@ -54,7 +54,7 @@ from asu.signing import server_key
 from asu.stages import STAGES
 from asu.times import iso_utc
 from asu.worker import feeds, imagebuilder, publish, sandbox
-from asu.worker.ib_output import Info, parse_info, parse_manifest
+from asu.worker.make_output import Info, parse_info, parse_manifest
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from rq.job import Job
 from asu.api import app_redis, request_body
 from asu.build_request import parse_build_request
 from asu.config import Config
-from asu.queue import build_queue, intake
+from asu.queue import admission, build_queue
 
 #: Distribution names older clients send, as this server calls them.
 DISTRO_ALIASES = {"lede": "openwrt"}
@@ -79,7 +79,7 @@ def submit(v1_body: Mapping[str, Any], target_optional: bool = False) -> Job:
     parsed = parse_build_request(
         v1_body, config(), agent, target_optional=target_optional
     )
-    return intake.accept(app_redis(), config(), parsed, request.remote_addr)
+    return admission.accept(app_redis(), config(), parsed, request.remote_addr)
 
 
 def job_by_hash(request_hash: str) -> Job:

@@ -1,8 +1,8 @@
-"""Everything between a parsed request and its build job, for every API
-generation: version, target and profile resolved (a 400 naming the field); then
-the cached or in-flight job of the same hash, or, for a new build only, packages
-known (422) and the client's allowances (429) before the one queue. A cached answer
-costs no package check: the request passed it when it was built."""
+"""Admitting a parsed request, for every API generation: version, target and
+profile resolved (a 400 naming the field); then the cached or in-flight job of
+the same hash, or, for a new build only, packages known (422) and the client's
+allowances (429) before the one queue. A cached answer costs no package check:
+the request passed it when it was built."""
 
 from __future__ import annotations
 
