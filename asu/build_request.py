@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from asu.apk_index import is_apk_key
 from asu.config import Config
-from asu.usign import PublicKey, UsignError
+from asu.formats.apk_index import is_apk_key
+from asu.formats.usign import PublicKey, UsignError
 
 
 class RequestError(Exception):

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from asu.apk_index import is_apk_key
 from asu.build_request import DISTRO, VERSION
 from asu.config import Config, ConfigError
+from asu.formats.apk_index import is_apk_key
 
 DEFAULT_DISTRO = "openwrt"
 #: Where OpenWrt publishes: its ImageBuilders name their feeds by this address.

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from asu.config import Config
-from asu.usign import SecretKey, load_or_create_secret_key
+from asu.formats.usign import SecretKey, load_or_create_secret_key
 
 
 def server_key_path(config: Config) -> Path:

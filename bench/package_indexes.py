@@ -1,14 +1,13 @@
 """Loading package indexes as the janitor does: apk's ``packages.adb`` beside opkg.
 
 Each row reads every index of one set from disk and turns it into the names a
-request may use (:class:`asu.package_index.PackageIndex`), signatures checked where
-the set has a key: the real 25.12 ``packages.adb`` (its key is not published, so
-it is read unchecked), the stand-in's apk world for x86/64 25.12.0 (target,
-kmods and every feed, each signature checked) and the real 23.05.2 opkg
+request may use (:class:`asu.formats.package_index.PackageIndex`), signatures
+checked where the set has a key: the real 25.12 ``packages.adb`` (its key is not
+published, so it is read unchecked), the stand-in's apk world for x86/64 25.12.0
+(target, kmods and every feed, each signature checked) and the real 23.05.2 opkg
 ``Packages.gz`` of every feed (``Packages.sig`` checked with the build's key).
 Time is the median of repeated loads; peak memory is what Python allocated at
-most during one load (tracemalloc), input bytes excluded.
-"""
+most during one load (tracemalloc), input bytes excluded."""
 
 from __future__ import annotations
 
@@ -20,8 +19,8 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-from asu import apk_index, package_index, usign
-from asu.package_index import PackageIndex
+from asu.formats import apk_index, package_index, usign
+from asu.formats.package_index import PackageIndex
 from offline_upstream import adb_writer
 from offline_upstream.tree import generate
 

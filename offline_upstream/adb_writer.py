@@ -1,14 +1,13 @@
 """Writing apk's ADB files for the offline upstream: signed indexes, v3 packages.
 
-The inverse of :mod:`asu.adb`, as ``apk mkndx`` and ``apk mkpkg`` write them: values
-appended to the ``ADB`` block at their natural alignment, arrays of packages and
-dependencies sorted by name, the file compressed as ``ADBd`` (raw deflate). An
-index is signed the way apk signs one (:func:`signature_block`) with the offline
-upstream's fixed ECDSA P-256 test key; packages are not signed (OpenWrt's are not
-either): an index names each package by its identity, the SHA-256 of its ``ADB``
-block. Signatures are deterministic (RFC 6979), so the same input gives the same
-bytes.
-"""
+The inverse of :mod:`asu.formats.adb`, as ``apk mkndx`` and ``apk mkpkg`` write
+them: values appended to the ``ADB`` block at their natural alignment, arrays of
+packages and dependencies sorted by name, the file compressed as ``ADBd`` (raw
+deflate). An index is signed the way apk signs one (:func:`signature_block`)
+with the offline upstream's fixed ECDSA P-256 test key; packages are not signed
+(OpenWrt's are not either): an index names each package by its identity, the
+SHA-256 of its ``ADB`` block. Signatures are deterministic (RFC 6979), so the
+same input gives the same bytes."""
 
 from __future__ import annotations
 
@@ -21,8 +20,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from asu import adb
-from asu.adb import Dependency, PackageInfo
+from asu.formats import adb
+from asu.formats.adb import Dependency, PackageInfo
 
 _SEED = hashlib.sha256(b"asu offline upstream apk test key").digest()
 #: the name the offline upstream publishes its apk key under (``keys/<name>``)

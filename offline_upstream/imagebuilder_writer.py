@@ -24,8 +24,8 @@ import json
 import shutil
 from pathlib import Path
 
-from asu import adb
-from asu.usign import SecretKey
+from asu.formats import adb
+from asu.formats.usign import SecretKey
 from offline_upstream import adb_writer
 from offline_upstream.model import SIZE_SCALE, ImageBuilderInfo, Package
 from offline_upstream.packages import write_feed

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from asu.adb import VERSION_CONFLICT, Dependency, PackageInfo, without_abi
+from asu.formats.adb import VERSION_CONFLICT, Dependency, PackageInfo, without_abi
 from offline_upstream import adb_writer
 from offline_upstream.model import Package
 

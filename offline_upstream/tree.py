@@ -35,8 +35,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from asu import adb
-from asu.usign import SecretKey
+from asu.formats import adb
+from asu.formats.usign import SecretKey
 from offline_upstream import adb_writer
 from offline_upstream.imagebuilder_writer import write_imagebuilder
 from offline_upstream.model import ImageBuilderInfo, Package

@@ -16,8 +16,8 @@ import redis
 from rq import Worker
 
 from asu.config import Config
+from asu.formats.usign import PublicKey
 from asu.local.services import spawn, stop, wait_until
-from asu.usign import PublicKey
 
 
 @dataclass(frozen=True)

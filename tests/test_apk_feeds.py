@@ -11,8 +11,9 @@ import redis
 from clients import explain, post, wait_for
 from upstreams import copy_tree, replace_file
 
-from asu import adb, create_app, redis_keys
+from asu import create_app, redis_keys
 from asu.build_request import RequestError, parse_build_request
+from asu.formats import adb
 from asu.metadata.package_validation import check_packages
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer

@@ -15,9 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from asu import adb, apk_index
-from asu.adb import AdbError, Dependency, PackageInfo
-from asu.apk_index import ApkKey, SignatureError
+from asu.formats import adb, apk_index
+from asu.formats.adb import AdbError, Dependency, PackageInfo
+from asu.formats.apk_index import ApkKey, SignatureError
 from offline_upstream import adb_writer
 
 SAMPLE = Path(__file__).resolve().parents[2] / (

@@ -26,7 +26,7 @@ from upstreams import (
     tar_of,
 )
 
-from asu.usign import SecretKey
+from asu.formats.usign import SecretKey
 from asu.worker.imagebuilder import ImageBuilderError, unpack
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import sign_directory

@@ -15,7 +15,7 @@ from clients import C7, X86_APK, download, explain, post, wait_for
 from rq import Queue
 
 from asu import redis_keys
-from asu.usign import PublicKey, verify
+from asu.formats.usign import PublicKey, verify
 
 
 def squashfs_listing(tmp_path, image: bytes, name: str) -> str:

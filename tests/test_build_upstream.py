@@ -12,7 +12,7 @@ import redis
 import requests
 from clients import X86_APK, poll_all, wait_for
 
-from asu.usign import SecretKey
+from asu.formats.usign import SecretKey
 from offline_upstream.server import UpstreamServer
 
 LUCI_STATUSES = {

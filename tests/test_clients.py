@@ -25,8 +25,8 @@ from firmware_selector import (
     request_build,
 )
 
+from asu.formats.usign import verify
 from asu.metadata import devices
-from asu.usign import verify
 from offline_upstream.server import UpstreamServer
 
 FIRST_BOOT = "uci set system.@system[0].hostname='selected'\nuci commit system\n"

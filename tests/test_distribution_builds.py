@@ -6,7 +6,7 @@ import pytest
 from clients import wait_for
 from upstreams import snapshot_only
 
-from asu.usign import SecretKey
+from asu.formats.usign import SecretKey
 from offline_upstream import adb_writer
 
 LIME_KEY = SecretKey.from_seed(b"\x0b" * 32)

@@ -20,7 +20,8 @@ import requests
 from clients import X86_APK, download, post, until_stage, wait_for
 from upstreams import FaultyUpstream, offline_keys
 
-from asu import redis_keys, usign
+from asu import redis_keys
+from asu.formats import usign
 from asu.local import netns
 from asu.local.machines import Site
 from asu.local.netns import SERVER_ADDRESS, Host, Network

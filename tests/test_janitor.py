@@ -17,10 +17,10 @@ from rq.job import Job
 from upstreams import FaultyUpstream, snapshot_only
 
 from asu import redis_keys
+from asu.formats.usign import SecretKey
 from asu.metadata import janitor as janitor_module
 from asu.metadata import lookup
 from asu.metadata.janitor import run as janitor_pass
-from asu.usign import SecretKey
 from offline_upstream import adb_writer
 from offline_upstream.tree import signing_key
 

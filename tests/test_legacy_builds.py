@@ -12,7 +12,7 @@ import requests
 from clients import C7, UPGRADE_2019, post, wait_for
 from rq import Queue
 
-from asu.usign import PublicKey, verify
+from asu.formats.usign import PublicKey, verify
 
 
 def poll_2019(base: str, path: str, body: dict, timeout: float = 120):

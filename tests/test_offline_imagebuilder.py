@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from asu import adb
+from asu.formats import adb
 from offline_upstream import adb_writer
 from offline_upstream.imagebuilder_writer import write_imagebuilder
 from offline_upstream.model import (

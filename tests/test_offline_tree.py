@@ -13,7 +13,7 @@ import pytest
 import requests
 from real_upstream import shared
 
-from asu.usign import SecretKey, UsignError, verify
+from asu.formats.usign import SecretKey, UsignError, verify
 from offline_upstream.tree import PUBLIC_URL, generate, signing_key
 
 TRUSTED = [signing_key().public_key]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from asu.package_index import BadIndex, parse
+from asu.formats.package_index import BadIndex, parse
 
 PACKAGES = """\
 Package: libubox20230523

@@ -3,7 +3,7 @@
 import pytest
 
 from asu.branches import version_key
-from asu.package_versions import compare
+from asu.formats.package_versions import compare
 
 OPKG_ASCENDING = [
     "1.0~rc1-1",

@@ -32,8 +32,9 @@ from real_upstream import (
 )
 from werkzeug.serving import make_server
 
-from asu import create_app, usign
+from asu import create_app
 from asu.config import environ_for
+from asu.formats import usign
 from asu.local.services import spawn, start_redis, stop, wait_until
 from offline_upstream.server import UpstreamServer
 

@@ -7,7 +7,7 @@ from clients import wait_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from asu.usign import SecretKey
+from asu.formats.usign import SecretKey
 from offline_upstream import adb_writer
 from offline_upstream.model import Package
 from offline_upstream.packages import write_feed

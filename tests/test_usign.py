@@ -1,4 +1,5 @@
-"""Tests of asu.usign against OpenWrt's real keys and signatures and our own keys.
+"""Tests of asu.formats.usign against OpenWrt's real keys and signatures and our
+own keys.
 
 The data in ``data/usign`` is real: the x86_64 ``packages`` feed index of the 24.10.4
 release as OpenWrt published it (its signature covers the uncompressed ``Packages``)
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from asu.usign import (
+from asu.formats.usign import (
     PublicKey,
     SecretKey,
     Signature,

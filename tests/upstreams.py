@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from asu.usign import SecretKey
+from asu.formats.usign import SecretKey
 from asu.worker import imagebuilder
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer

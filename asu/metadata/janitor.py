@@ -37,25 +37,18 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 import asu
-from asu import (
-    apk_index,
-    branches,
-    cached_builds,
-    package_index,
-    redis_keys,
-    upstream,
-    usign,
-)
-from asu.adb import AdbError
+from asu import branches, cached_builds, redis_keys, upstream
 from asu.build_request import TARGET
 from asu.config import Config
 from asu.distributions import Distribution, distributions
+from asu.formats import apk_index, package_index, usign
+from asu.formats.adb import AdbError
+from asu.formats.package_index import INDEX_FILES, PackageIndex
 from asu.metadata import lookup, records
 from asu.metadata.json_tree import JsonTree, version_overview
 from asu.metadata.records import TargetState
 from asu.metadata.upstream_fetch import Fetched, Fetcher
 from asu.package_changes import revision_number
-from asu.package_index import INDEX_FILES, PackageIndex
 from asu.signing import public_key_line
 
 #: Seconds the lock of a pass outlives its last step: a pass renews it at every

@@ -22,8 +22,8 @@ import redis
 from asu import redis_keys
 from asu.build_request import BuildRequest, RequestError
 from asu.config import Config
+from asu.formats.package_versions import compare_apk
 from asu.metadata import lookup, records
-from asu.package_versions import compare_apk
 
 
 class UnknownPackages(RequestError):

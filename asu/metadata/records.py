@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from asu import redis_keys
-from asu.package_index import PackageIndex
+from asu.formats.package_index import PackageIndex
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from asu.build_request import (
     matching,
 )
 from asu.config import Config
+from asu.formats.package_versions import compare
 from asu.metadata import lookup, records
-from asu.package_versions import compare
 
 MAX_INSTALLED = 1000
 

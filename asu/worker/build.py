@@ -36,20 +36,12 @@ from pathlib import Path
 from rq import get_current_job
 from rq.job import Job
 
-from asu import (
-    answers,
-    apk_index,
-    cached_builds,
-    distributions,
-    image_index,
-    stats,
-    upstream,
-    usign,
-)
+from asu import answers, cached_builds, distributions, image_index, stats, upstream
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
+from asu.formats import apk_index, usign
+from asu.formats.package_versions import compare
 from asu.package_cache import PackageCache
-from asu.package_versions import compare
 from asu.signing import server_key
 from asu.stages import STAGES
 from asu.times import iso_utc

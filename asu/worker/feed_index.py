@@ -1,14 +1,14 @@
 """What a feed offers a build: every package's file, checksum, dependencies and the
 names it provides, read from the feed's index.
 
-:mod:`asu.package_index` keeps only names and versions, for validating requests;
+:mod:`asu.formats.package_index` keeps only names and versions, for validating requests;
 the worker needs more to serve an ImageBuilder its packages: where each file is,
 the SHA-256 the signed index gives for it, and what it depends on, to fetch
 everything a build may install before the build starts.
 
 opkg's ``Packages`` gives the SHA-256 of each file; apk's ``packages.adb`` gives each
 package's identity, the SHA-256 of the package's own metadata block, which in turn
-holds the hash of every file it installs (:func:`asu.apk_index.check_package`).
+holds the hash of every file it installs (:func:`asu.formats.apk_index.check_package`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from asu import adb
-from asu.apk_index import plain_name
-from asu.package_index import paragraphs, strip_abi
+from asu.formats import adb
+from asu.formats.apk_index import plain_name
+from asu.formats.package_index import paragraphs, strip_abi
 
 #: A package file name: a plain name in the feed's directory, never a path.
 FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+~-]*\.(?:ipk|apk)$", re.ASCII)

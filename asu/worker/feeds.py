@@ -34,9 +34,10 @@ from pathlib import Path
 
 import requests
 
-from asu import apk_index, upstream, usign
-from asu.adb import AdbError
+from asu import upstream
 from asu.distributions import Distribution
+from asu.formats import apk_index, usign
+from asu.formats.adb import AdbError
 from asu.package_cache import Check, FetchError, PackageCache, same_sha256
 from asu.worker import feed_index
 from asu.worker.feed_index import Entry

@@ -31,9 +31,10 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
-from asu import upstream, usign
+from asu import upstream
 from asu.config import Config
 from asu.distributions import Distribution
+from asu.formats import usign
 from asu.worker import sandbox
 
 ARCHIVE = re.compile(

@@ -11,8 +11,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from asu.formats.usign import SecretKey
 from asu.signing import sign_file
-from asu.usign import SecretKey
 
 
 class PublishError(Exception):

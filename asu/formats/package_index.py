@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 #: The index files of a package directory, in the order they are looked for
-#: (``packages.adb`` is read by :mod:`asu.apk_index`, with its signature).
+#: (``packages.adb`` is read by :mod:`asu.formats.apk_index`, with its signature).
 INDEX_FILES = ("Packages.gz", "Packages", "packages.adb", "index.json")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", re.ASCII)
@@ -36,7 +36,7 @@ class BadIndex(ValueError):
 class PackageIndex:
     """Package names with their versions, and the extra names they answer to.
 
-    apk indexes (:mod:`asu.apk_index`) say more: ``versions``, the versions each
+    apk indexes (:mod:`asu.formats.apk_index`) say more: ``versions``, the versions each
     name answers ``name=version`` with (packages and versioned provides), and
     ``virtual``, names only provided without version by packages that apk does not
     pick by themselves, with those packages.

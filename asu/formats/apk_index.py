@@ -4,7 +4,7 @@ An index is trusted when one of its signature blocks verifies with one of the
 distribution's apk public keys (PEM, ECDSA or RSA, as in ``/etc/apk/keys``). apk
 names a key by the first 16 bytes of the SHA-512 of its raw public key (the EC point,
 or the PKCS#1 RSA key) and signs, with SHA-512, the file's schema, the signature
-block's header and the digest of the ``ADB`` block (:mod:`asu.adb`).
+block's header and the digest of the ``ADB`` block (:mod:`asu.formats.adb`).
 
 Each package of an index gives the file to fetch (:meth:`PackageInfo.filename`,
 ``<name>-<version>.apk`` by default) and its identity (``hashes``): the SHA-256 of
@@ -30,10 +30,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from asu import adb
-from asu.adb import AdbError, Index, PackageInfo
-from asu.package_index import PackageIndex
-from asu.package_versions import compare_apk
+from asu.formats import adb
+from asu.formats.adb import AdbError, Index, PackageInfo
+from asu.formats.package_index import PackageIndex
+from asu.formats.package_versions import compare_apk
 
 _PEM = re.compile(
     r"^\s*-----BEGIN PUBLIC KEY-----\s*([A-Za-z0-9+/=\s]{40,2000})"
@@ -140,7 +140,7 @@ def verify(container: adb.Container, keys: Iterable[ApkKey]) -> None:
 def read_index(content: bytes, keys: Iterable[ApkKey] | None) -> Index:
     """The index in ``content``; its signature checked unless ``keys`` is None.
 
-    Raises :class:`asu.adb.AdbError` for a malformed file and
+    Raises :class:`asu.formats.adb.AdbError` for a malformed file and
     :class:`SignatureError` for one no trusted key signed.
     """
     container = adb.parse(content, adb.SCHEMA_INDEX)
