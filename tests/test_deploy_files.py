@@ -307,3 +307,37 @@ class TestAnswersBehindNginx:
         time.sleep(5)  # the build's result has expired
         gone = requests.get(url, timeout=10)
         assert gone.status_code == 404 and gone.headers["X-Cache-Status"] != "HIT"
+
+
+class TestBuildRequestsBehindNginx:
+    """nginx answers a burst of one build request from its cache for a second,
+    keyed on the body as sent; anything else reaches the app."""
+
+    def post(self, base: str, body: str) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        return requests.post(
+            f"{base}/api/v1/build", data=body, headers=headers, timeout=10
+        )
+
+    def test_a_burst_of_one_request_is_answered_from_the_cache(self, nginx, worker):
+        assert wait_for(nginx, X86_APK).status_code == 200
+        body = json.dumps(X86_APK)
+        first = self.post(nginx, body)
+        burst = [self.post(nginx, body) for _ in range(3)]
+        assert first.status_code == 200
+        assert "HIT" in [answer.headers["X-Cache-Status"] for answer in burst]
+        assert all(answer.content == first.content for answer in burst)
+        # Another spelling of the same request is the app's to answer.
+        respelled = self.post(nginx, json.dumps(X86_APK, indent=2))
+        assert respelled.headers["X-Cache-Status"] != "HIT"
+        assert respelled.content == first.content
+        time.sleep(1.5)
+        later = self.post(nginx, body)
+        assert later.headers["X-Cache-Status"] != "HIT", "kept past its second"
+        assert later.content == first.content
+
+    def test_a_build_in_progress_is_never_answered_from_the_cache(self, nginx):
+        body = json.dumps(X86_APK | {"packages": ["htop"]})
+        answers = [self.post(nginx, body) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [202, 202, 202]
+        assert all(answer.headers["X-Cache-Status"] != "HIT" for answer in answers)
