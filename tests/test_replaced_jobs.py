@@ -13,26 +13,29 @@ import redis
 from clients import X86_APK, post
 from rq.job import JobStatus
 
+from asu import redis_keys
 from asu.queue.build_queue import fetch, get_queue
 
 
 class Monitor(threading.Thread):
     """Every command Redis runs, in order, while open."""
 
+    #: Sent on closing: the feed has delivered every command before it.
+    END = "ECHO end-of-monitored-commands"
+
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.commands: list[str] = []
         self.listening = threading.Event()
-        self.done = threading.Event()
 
     def run(self) -> None:
         with redis.Redis.from_url(self.url).monitor() as feed:
             self.listening.set()
             for command in feed.listen():
-                self.commands.append(command["command"])
-                if self.done.is_set():
+                if command["command"] == self.END:
                     return
+                self.commands.append(command["command"])
 
     def __enter__(self) -> Monitor:
         self.start()
@@ -40,8 +43,7 @@ class Monitor(threading.Thread):
         return self
 
     def __exit__(self, *exc) -> None:
-        self.done.set()
-        redis.Redis.from_url(self.url).ping()
+        redis.Redis.from_url(self.url).echo(self.END.split()[1])
         self.join(5)
 
 
@@ -67,12 +69,27 @@ def test_the_new_job_replaces_the_old_in_one_transaction(live_server, redis_url)
     assert any(c.startswith(f"HSET {key} ") for c in commands[deleted:ended])
 
 
+def counted(connection: redis.Redis) -> dict[str, int]:
+    """The request counters of the statistics, as they are now."""
+    totals = connection.hgetall(redis_keys.stats_totals())
+    names = ("requests", "requests:miss", "requests:joined")
+    return {name: int(totals.get(name.encode(), 0)) for name in names}
+
+
 def test_requests_arriving_together_enqueue_it_once(live_server, redis_url):
     connection = redis.Redis.from_url(redis_url)
     request_hash = cancelled_build(live_server, connection)
+    before = counted(connection)
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: post(live_server, X86_APK), range(8)))
     assert {a.status_code for a in answers} == {202}
+    # Every request is counted once: the first enqueued it, the rest joined it.
+    after = counted(connection)
+    assert {k: after[k] - before[k] for k in after} == {
+        "requests": 8,
+        "requests:miss": 1,
+        "requests:joined": 7,
+    }
     assert {a.json()["request_hash"] for a in answers} == {request_hash}
     assert get_queue(connection).job_ids.count(request_hash) == 1
     assert fetch(connection, request_hash).get_status() == JobStatus.QUEUED

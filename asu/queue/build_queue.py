@@ -124,9 +124,11 @@ def submit(
         else:
             job = _replace(connection, queue, config, request, job)
     except (DuplicateJobError, WatchError):  # another request was first
-        return fetch(connection, request.hash) or submit(
-            connection, config, request, admit
-        )
+        job = fetch(connection, request.hash)
+        if job is None:  # and its job is gone already: this one is admitted
+            return submit(connection, config, request)
+        stats.count_request(connection, request, _reuse_outcome(job))
+        return job
     stats.count_request(connection, request, "miss")
     return job
 
@@ -157,9 +159,13 @@ def _replace(
 ) -> Job:
     """A new job in place of ``stale``, in one transaction: a client polling the
     hash meanwhile gets the old job's answer or the new one's, never a 404.
-    :class:`WatchError` when another request changed the job first."""
+    :class:`WatchError` when another request replaced it first, before the watch
+    (the job read again is one to reuse) or after it (the transaction fails)."""
     with connection.pipeline() as pipe:
         pipe.watch(stale.key)
+        current = job_store.fetch(connection, stale.id)
+        if current is not None and _reusable(current):
+            raise WatchError(f"job {stale.id} was replaced by another request")
         pipe.multi()
         stale.delete(pipeline=pipe)
         answers.forget(pipe, stale.id)
