@@ -4,6 +4,8 @@ no worker runs, so every accepted request is one new build."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 import requests
@@ -135,6 +137,27 @@ class TestBuildsInFlight:
             assert as_client("192.0.2.1", n).status_code == 202
         assert as_client("192.0.2.1", 3).status_code == 429
         assert as_client("192.0.2.2", 3).status_code == 202
+
+
+class TestBothLimits:
+    """A request refused for the client's allowance of new builds holds none of
+    its builds in flight."""
+
+    @pytest.fixture
+    def app_config(self, app_config):
+        return app_config | {
+            "max_builds_per_client": 1,
+            "client_builds_window": 1,
+            "max_client_builds_in_flight": 2,
+        }
+
+    def test_a_refused_request_holds_no_slot(self, live_server):
+        assert post(live_server, new_build(1)).status_code == 202
+        refused = post(live_server, new_build(2))
+        assert refused.status_code == 429
+        assert "too many new builds" in refused.json()["detail"]
+        time.sleep(1.5)  # a new window: one more new build is allowed
+        assert post(live_server, new_build(3)).status_code == 202
 
 
 def test_queue_cap_is_503_with_retry_after(app_config):

@@ -25,6 +25,10 @@ def accept(
     def admit() -> None:
         package_validation.check_packages(connection, config, resolved)
         limits.admit_in_flight(connection, config, client, resolved.hash)
-        limits.charge_new_build(connection, config, client)
+        try:
+            limits.charge_new_build(connection, config, client)
+        except limits.OverLimit:
+            limits.release_in_flight(connection, client, resolved.hash)
+            raise
 
     return build_queue.submit(connection, config, resolved, admit=admit)

@@ -132,6 +132,11 @@ def admit_in_flight(
         )
 
 
+def release_in_flight(connection: Redis, client: str, request_hash: str) -> None:
+    """Drop ``request_hash`` from ``client``'s builds in flight: it was refused."""
+    connection.zrem(redis_keys.client_in_flight(client), request_hash)
+
+
 @functools.cache
 def _in_flight_script(connection: Redis) -> Script:
     return connection.register_script(_IN_FLIGHT)
