@@ -37,7 +37,8 @@ class Package:
     abi_version: str = ""
     description: str = ""
     arch: str = "all"
-    #: The ``postinst`` script of an ``.ipk``, which ``make image`` runs.
+    #: The ``postinst`` script of an ``.ipk`` (an ``.apk``'s ``post-install``),
+    #: which ``make image`` runs.
     postinst: str = ""
 
     @property

@@ -63,7 +63,8 @@ def build_package_file(pkg: Package, package_format: str, mtime: int = 0) -> byt
     if package_format == "opkg":
         return _ipk(pkg, data, mtime)
     if package_format == "apk":
-        return adb_writer.package_file(apk_info(pkg), data)
+        scripts = {"post-install": pkg.postinst} if pkg.postinst else None
+        return adb_writer.package_file(apk_info(pkg), data, scripts)
     raise ValueError(f"unknown package format {package_format!r}")
 
 

@@ -14,8 +14,15 @@ from offline_upstream.packages import write_feed
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import signing_key
 
+#: What the package's script prints when make image runs it in the image's root.
+RAN = "asu-extra: its script ran in the image root"
 EXTRA = Package(
-    "asu-extra", "1.0-r1", depends=("libc",), installed_size=64_000, arch="x86_64"
+    "asu-extra",
+    "1.0-r1",
+    depends=("libc",),
+    installed_size=64_000,
+    arch="x86_64",
+    postinst=f'#!/bin/sh\n[ -d "$IPKG_INSTROOT/etc" ] && echo "{RAN}"\n',
 )
 X86_OPKG = {"version": "23.05.4", "target": "x86/64", "profile": "generic"}
 X86_APK = {"version": "25.12.0", "target": "x86/64", "profile": "generic"}
@@ -50,6 +57,7 @@ def test_a_package_from_an_extra_feed_is_built_in(live_server, worker, feed_serv
     response = wait_for(live_server, body)
     assert response.status_code == 200, response.json()
     assert response.json()["manifest"]["asu-extra"] == "1.0-r1"
+    assert RAN in response.json()["stdout"]  # its postinst
     fetched = [path for _, path, _ in feed_server.request_log]
     assert "/extra/Packages.gz" in fetched
     assert "/extra/asu-extra_1.0-r1_x86_64.ipk" in fetched
@@ -116,6 +124,7 @@ def test_an_apk_extra_feed_is_fetched_by_the_worker(
         return
     assert response.status_code == 200, response.json()["detail"]
     assert response.json()["manifest"]["asu-extra"] == "1.0-r1"
+    assert RAN in response.json()["stdout"]  # its post-install, from scripts.tar
     fetched = [path for _, path, _ in feed_server.request_log]
     assert "/apk-extra/packages.adb" in fetched
     assert "/apk-extra/asu-extra-1.0-r1.apk" in fetched

@@ -48,6 +48,8 @@ import apk_keys  # scripts/apk_keys.py, beside this file
 RESOLVE_EXIT = {"opkg": 255, "apk": 1}
 #: what the ImageBuilder adds to the target's default packages itself
 PACKAGE_MANAGER = {"opkg": "opkg", "apk": "apk-mbedtls"}
+#: Where apk keeps the installed packages' scripts, one tar for all.
+APK_SCRIPTS = "lib/apk/db/scripts.tar"
 #: .config symbol of each root filesystem this ImageBuilder can build
 FILESYSTEM_SYMBOLS = {"squashfs": "SQUASHFS", "ext4": "EXT4FS"}
 DISK_TYPES = ("combined", "combined-efi", "sdcard", "emmc")
@@ -911,22 +913,30 @@ def install_apk(ctx: Context, root: Path, selection: Selection) -> None:
     """Unpack each ``.apk`` and record it in lib/apk/db/installed and etc/apk/world."""
     packages = selection.packages
     database = []
+    scripts = {}
     for number, package in enumerate(packages, start=1):
         print(
             f"({number}/{len(packages)}) Installing {package.name} ({package.version})"
         )
-        installed = extract_apk(package_file(ctx, package), package, root)
+        contents, installed = extract_apk(package_file(ctx, package), package, root)
         database.append(apk_database_entry(package, installed))
+        for action, text in contents.scripts.items():
+            label = f"{package.name}-{package.version}.{package.identity.hex()}"
+            scripts[f"{label}.{action}"] = text.encode()
     (root / "lib/apk/db").mkdir(parents=True, exist_ok=True)
     (root / "lib/apk/db/installed").write_text("".join(database))
+    write_tar(root / APK_SCRIPTS, scripts)
     (root / "etc/apk").mkdir(parents=True, exist_ok=True)
     world = sorted(set(selection.requests) & {p.name for p in packages})
     (root / "etc/apk/world").write_text("".join(f"{name}\n" for name in world))
 
 
-def extract_apk(data: bytes, package: Candidate, root: Path) -> list[str]:
+def extract_apk(
+    data: bytes, package: Candidate, root: Path
+) -> tuple[adb.Package, list[str]]:
     """Unpack a v3 ``.apk`` into ``root`` once it proves to be the package its index
-    names (identity) and every file matches its hash; the files it installed."""
+    names (identity) and every file matches its hash: its contents (with its
+    scripts) and the files it installed."""
     try:
         container = adb.parse(data, adb.SCHEMA_PACKAGE)
         if container.identity[: len(package.identity)] != package.identity:
@@ -944,7 +954,7 @@ def extract_apk(data: bytes, package: Candidate, root: Path) -> list[str]:
             installed.append(entry.path)
     except adb.AdbError as error:
         raise Failure([f"ERROR: {package.label}.apk: {error}"]) from None
-    return installed
+    return contents, installed
 
 
 def safe_path(root: Path, relative: str) -> Path:
@@ -1026,11 +1036,17 @@ def build_root(ctx: Context, root: Path, selection: Selection) -> None:
 
 def run_postinst_scripts(root: Path) -> None:
     """Run the packages' ``postinst`` scripts in the root, then drop them, as
-    OpenWrt's ``prepare_rootfs`` does: with bash, ``IPKG_INSTROOT`` set."""
+    OpenWrt's ``prepare_rootfs`` does: with bash, ``IPKG_INSTROOT`` set. apk keeps
+    them in ``lib/apk/db/scripts.tar`` (``*.post-install``), taken out to run."""
     shell = shutil.which("bash") or "sh"
     env = os.environ | {"IPKG_INSTROOT": str(root)}
     sys.stdout.flush()
-    for script in sorted(root.glob("usr/lib/opkg/info/*.postinst")):
+    take_out_apk_scripts(root)
+    scripts = [
+        *root.glob("usr/lib/opkg/info/*.postinst"),
+        *root.glob("lib/apk/db/*.post-install"),
+    ]
+    for script in sorted(scripts):
         relative = f"./{script.relative_to(root)}"
         status = subprocess.run([shell, relative], cwd=root, env=env).returncode
         if status != 0:
@@ -1038,6 +1054,31 @@ def run_postinst_scripts(root: Path) -> None:
                 [f"postinst script {relative} has failed with exit code {status}"]
             )
         script.unlink()
+
+
+def take_out_apk_scripts(root: Path) -> None:
+    """Move the ``*.post-install`` scripts out of apk's ``scripts.tar`` beside it;
+    the others stay in it."""
+    archive = root / APK_SCRIPTS
+    if not archive.is_file():
+        return
+    with tarfile.open(archive) as tar:
+        scripts = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    for name, content in scripts.items():
+        if name.endswith(".post-install") and "/" not in name:
+            (archive.parent / name).write_bytes(content)
+    kept = {n: c for n, c in scripts.items() if not n.endswith(".post-install")}
+    write_tar(archive, kept)
+
+
+def write_tar(path: Path, members: dict[str, bytes]) -> None:
+    """A plain tar of ``members`` (name: content), as apk keeps its scripts."""
+    with tarfile.open(path, "w") as tar:
+        for name, content in sorted(members.items()):
+            member = tarfile.TarInfo(name)
+            member.size = len(content)
+            member.mode = 0o755
+            tar.addfile(member, io.BytesIO(content))
 
 
 # -- make image: filesystems ---------------------------------------------------------
