@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +30,11 @@ from werkzeug.serving import make_server
 
 from asu import create_app, job_store
 from asu.config import environ_for
-from asu.local.services import spawn, start_redis, stop, wait_until
+from asu.local.services import (
+    start_redis,
+    start_worker,
+    stop,
+)
 from offline_upstream.server import UpstreamServer
 
 REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real-imagebuilder"
@@ -131,17 +134,9 @@ def _through_the_server(work: Path, feeds_url: str) -> tuple[dict, dict]:
 
 
 def _worker(config: dict, cwd: Path):
-    proc = spawn(
-        [sys.executable, "-m", "flask", "--app", "asu", "worker"],
-        log_path=cwd / "worker.log",
-        env=environ_for(config),
-        cwd=cwd,
+    return start_worker(
+        config["redis_url"], environ_for(config), cwd, cwd / "worker.log"
     )
-    connection = redis.Redis.from_url(config["redis_url"])
-    from rq import Worker
-
-    wait_until(lambda: Worker.count(connection=connection) > 0, "worker", proc)
-    return proc
 
 
 def _timed_build(base: str, redis_url: str, body: dict) -> dict[str, float]:

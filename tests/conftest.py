@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,12 @@ from werkzeug.serving import make_server
 
 from asu import create_app
 from asu.config import environ_for
-from asu.local.services import spawn, start_redis, stop, wait_until
+from asu.local.services import (
+    flask_command,
+    start_redis,
+    start_worker,
+    stop,
+)
 from offline_upstream import adb_writer
 from offline_upstream.server import UpstreamServer
 from offline_upstream.tree import generate, signing_key
@@ -183,12 +187,8 @@ def running_worker(
 ) -> Iterator:
     """An RQ worker process (its log ``cwd/worker.log``) for the ``with`` block,
     once it listens on the queue."""
-    from rq import Worker
-
-    proc = spawn(command, log_path=cwd / "worker.log", env=env, cwd=cwd)
-    connection = redis.Redis.from_url(redis_url)
+    proc = start_worker(redis_url, env, cwd, cwd / "worker.log", command)
     try:
-        wait_until(lambda: Worker.count(connection=connection) > 0, "RQ worker", proc)
         yield proc
     finally:
         stop(proc)
@@ -197,7 +197,7 @@ def running_worker(
 @pytest.fixture
 def worker(app_config, tmp_path):
     """One real RQ worker process (``flask --app asu worker``) for this test."""
-    command = [sys.executable, "-m", "flask", "--app", "asu", "worker"]
+    command = flask_command("worker")
     env = environ_for(app_config)
     with running_worker(command, env, tmp_path, app_config["redis_url"]) as proc:
         yield proc

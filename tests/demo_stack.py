@@ -7,17 +7,13 @@ This module holds what is not a fixture: where they are, and the worker."""
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-from rq import Worker
-
 from asu.config import Config
 from asu.formats.usign import PublicKey
-from asu.local.services import spawn, stop, wait_until
+from asu.local.services import start_worker, stop
 
 
 @dataclass(frozen=True)
@@ -50,15 +46,8 @@ def overrides(config: Config) -> dict:
 @contextlib.contextmanager
 def worker(config: Config, logs: Path, environ: dict[str, str]) -> Iterator[None]:
     """One RQ worker process with the environment ``environ``, for the block."""
-    proc = spawn(
-        [sys.executable, "-m", "flask", "--app", "asu", "worker"],
-        log_path=logs / "worker.log",
-        env=environ,
-        cwd=logs,
-    )
+    proc = start_worker(config.redis_url, environ, logs, logs / "worker.log")
     try:
-        connection = redis.Redis.from_url(config.redis_url)
-        wait_until(lambda: Worker.count(connection=connection) > 0, "RQ worker", proc)
         yield
     finally:
         stop(proc)

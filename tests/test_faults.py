@@ -8,7 +8,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,14 @@ from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_targe
 
 from asu import distributions, upstream
 from asu.config import environ_for, load_config
-from asu.local.services import free_port, spawn, start_redis, stop, wait_until
+from asu.local.services import (
+    flask_command,
+    free_port,
+    spawn,
+    start_redis,
+    stop,
+    wait_until,
+)
 from asu.worker import imagebuilder
 from offline_upstream.server import UpstreamServer
 
@@ -38,12 +44,7 @@ def children(pid: int) -> list[int]:
 
 
 def start_worker(app_config: dict, log: Path) -> subprocess.Popen:
-    return spawn(
-        [sys.executable, "-m", "flask", "--app", "asu", "worker"],
-        log_path=log,
-        env=environ_for(app_config),
-        cwd=log.parent,
-    )
+    return spawn(flask_command("worker"), log, environ_for(app_config), log.parent)
 
 
 def poll(base: str, request_hash: str) -> dict:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from clients import download, explain, post, wait_for
 from real_upstream import (
@@ -35,7 +33,7 @@ from werkzeug.serving import make_server
 from asu import create_app
 from asu.config import environ_for
 from asu.formats import usign
-from asu.local.services import spawn, start_redis, stop, wait_until
+from asu.local.services import start_redis, start_worker, stop
 from offline_upstream.server import UpstreamServer
 
 DEFAULTS = "uci set system.@system[0].hostname='real'\nuci commit system\n"
@@ -105,17 +103,9 @@ class Server:
         self.workers = [self._worker(base, n) for n in range(2)]
 
     def _worker(self, base: Path, number: int):
-        proc = spawn(
-            [sys.executable, "-m", "flask", "--app", "asu", "worker"],
-            log_path=base / f"worker{number}.log",
-            env=environ_for(self.config),
-            cwd=base,
-        )
-        connection = redis.Redis.from_url(self.config["redis_url"])
-        from rq import Worker
-
-        wait_until(lambda: Worker.count(connection=connection) > number, "worker", proc)
-        return proc
+        env = environ_for(self.config)
+        log = base / f"worker{number}.log"
+        return start_worker(self.config["redis_url"], env, base, log)
 
     @property
     def cache(self) -> Path:

@@ -23,6 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+from rq import Worker
+
 from asu.local.parent_death import dies_with_this_process
 
 #: Seconds between two looks at something awaited.
@@ -254,6 +257,28 @@ def _password_file(data_dir: Path, password: str) -> str:
 def flask_command(*args: str) -> list[str]:
     """``flask --app asu <args>`` with this interpreter."""
     return [sys.executable, "-m", "flask", "--app", "asu", *args]
+
+
+def start_worker(
+    redis_url: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path | None = None,
+    command: list[str] | None = None,
+) -> subprocess.Popen:
+    """An RQ worker (``command``, by default ``flask --app asu worker``), returned
+    once it listens on the queue: Redis knows one worker more than before."""
+    connection = redis.Redis.from_url(redis_url)
+    before = Worker.count(connection=connection)
+    proc = spawn(command or flask_command("worker"), log_path, env, cwd)
+    try:
+        wait_until(
+            lambda: Worker.count(connection=connection) > before, "RQ worker", proc
+        )
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
 
 
 def gunicorn_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
