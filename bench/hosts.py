@@ -178,8 +178,8 @@ def _table(rows: list[dict]) -> str:
         )
     lines += [
         "job: mean time a job ran; make: of it, in the ImageBuilder's make (info, "
-        "manifest, image);",
-        "rest: the job's own time around make (ImageBuilder copy, signing, the "
+        "image);",
+        "rest: the job's own time around make (feeds, sandbox set-up, signing, the "
         "store, Redis);",
         "first wait: enqueue to the first start; gap: the queue's own time per "
         "build, from the end",
