@@ -104,15 +104,25 @@ def versions_json(all_releases: tuple[Release, ...]) -> dict:
     }
 
 
-def fingerprint() -> str:
-    """A hash of everything the tree is generated from: code, ImageBuilder, data."""
-    package = Path(__file__).parent
+#: The package's modules that play no part in what the tree holds.
+NOT_GENERATING = {"__main__.py", "demo.py", "server.py"}
+
+
+def fingerprint(package: Path = Path(__file__).parent) -> str:
+    """A hash of everything the tree is generated from: the code of ``package``,
+    its ImageBuilder and data (not what only serves it or runs the demo)."""
+    files = {
+        str(path.relative_to(package)): path
+        for path in sorted(package.rglob("*"))
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and (path.parent != package or path.name not in NOT_GENERATING)
+    }
+    files["asu/formats/adb.py"] = Path(adb.__file__)  # copied into each ImageBuilder
     digest = hashlib.sha256()
-    files = [*sorted(package.rglob("*")), Path(adb.__file__)]  # adb.py: in each IB
-    for path in files:
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(package.parent)).encode())
-            digest.update(path.read_bytes())
+    for name, path in files.items():
+        digest.update(name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import shutil
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 import requests
 from real_upstream import shared
 
 from asu.formats.usign import SecretKey, UsignError, verify
+from offline_upstream import tree
 from offline_upstream.tree import PUBLIC_URL, generate, signing_key
 
 TRUSTED = [signing_key().public_key]
@@ -258,3 +261,16 @@ def test_generation_is_deterministic(upstream_tree, tmp_path):
         assert (again / relative).read_bytes() == (
             upstream_tree / relative
         ).read_bytes()
+
+
+def test_the_tree_is_generated_again_only_when_what_makes_it_changes(tmp_path):
+    """The suite reuses a generated tree while its fingerprint matches."""
+    package = tmp_path / "offline_upstream"
+    shutil.copytree(Path(tree.__file__).parent, package)
+    before = tree.fingerprint(package)
+    with (package / "demo.py").open("a") as demo:
+        demo.write("# the demo changed\n")
+    assert tree.fingerprint(package) == before
+    with (package / "packages.py").open("a") as generator:
+        generator.write("# the generator changed\n")
+    assert tree.fingerprint(package) != before
