@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import redis
 from clients import X86_APK, post
 from rq.job import JobStatus
@@ -47,6 +48,12 @@ class Monitor(threading.Thread):
         self.join(5)
 
 
+@pytest.fixture
+def app_config(app_config):
+    """New builds are counted per client (and far from its limit)."""
+    return app_config | {"max_builds_per_client": 100}
+
+
 def cancelled_build(live_server: str, connection: redis.Redis) -> str:
     request_hash = post(live_server, X86_APK).json()["request_hash"]
     fetch(connection, request_hash).cancel()
@@ -70,10 +77,13 @@ def test_the_new_job_replaces_the_old_in_one_transaction(live_server, redis_url)
 
 
 def counted(connection: redis.Redis) -> dict[str, int]:
-    """The request counters of the statistics, as they are now."""
+    """The request counters of the statistics and the client's count of new
+    builds, as they are now."""
     totals = connection.hgetall(redis_keys.stats_totals())
     names = ("requests", "requests:miss", "requests:joined")
-    return {name: int(totals.get(name.encode(), 0)) for name in names}
+    counts = {name: int(totals.get(name.encode(), 0)) for name in names}
+    charged = connection.get(redis_keys.client_builds("127.0.0.1"))
+    return counts | {"new builds of the client": int(charged or 0)}
 
 
 def test_requests_arriving_together_enqueue_it_once(live_server, redis_url):
@@ -89,6 +99,7 @@ def test_requests_arriving_together_enqueue_it_once(live_server, redis_url):
         "requests": 8,
         "requests:miss": 1,
         "requests:joined": 7,
+        "new builds of the client": 1,
     }
     assert {a.json()["request_hash"] for a in answers} == {request_hash}
     assert get_queue(connection).job_ids.count(request_hash) == 1

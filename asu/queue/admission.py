@@ -31,4 +31,7 @@ def accept(
             limits.release_in_flight(connection, client, resolved.hash)
             raise
 
-    return build_queue.submit(connection, config, resolved, admit=admit)
+    def refund() -> None:
+        limits.refund_new_build(connection, client)
+
+    return build_queue.submit(connection, config, resolved, admit, refund)

@@ -104,11 +104,13 @@ def submit(
     config: Config,
     request: BuildRequest,
     admit: Callable[[], None] = lambda: None,
+    refund: Callable[[], None] = lambda: None,
 ) -> Job:
     """The job building ``request``: the existing one, or a new one enqueued.
 
     ``admit`` is called only before a new job is enqueued; it raises
-    :class:`RequestError` to refuse it (a client over its limit).
+    :class:`RequestError` to refuse it (a client over its limit). ``refund``
+    undoes what it counted when another request enqueued the job first.
     """
     job = fetch(connection, request.hash)
     if job is not None and _reusable(job):
@@ -126,7 +128,8 @@ def submit(
     except (DuplicateJobError, WatchError):  # another request was first
         job = fetch(connection, request.hash)
         if job is None:  # and its job is gone already: this one is admitted
-            return submit(connection, config, request)
+            return submit(connection, config, request, refund=refund)
+        refund()
         stats.count_request(connection, request, _reuse_outcome(job))
         return job
     stats.count_request(connection, request, "miss")

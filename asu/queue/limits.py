@@ -43,6 +43,15 @@ class OverLimit(RequestError):
     """A client asked for more new builds than its allowance; retry later."""
 
 
+#: Decrements KEYS[1] only while it exists: a count without its window would
+#: never expire.
+_REFUND = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
 #: Keeps the client's hashes whose job is still waiting or running, drops the rest,
 #: and admits ARGV[2] when fewer than ARGV[3] remain: the count (-1 when admitted).
 #: One script, so that a client's concurrent requests cannot all pass the count.
@@ -130,6 +139,12 @@ def admit_in_flight(
             "at once: retry when one has finished",
             IN_FLIGHT_RETRY_AFTER,
         )
+
+
+def refund_new_build(connection: Redis, client: str) -> None:
+    """Take back one new build counted for ``client``: another request's build of
+    the same hash is the one that runs. Nothing when its window has ended."""
+    connection.eval(_REFUND, 1, redis_keys.client_builds(client))
 
 
 def release_in_flight(connection: Redis, client: str, request_hash: str) -> None:
