@@ -18,6 +18,7 @@ import threading
 import pytest
 import requests
 from clients import X86_APK, download, post, until_stage, wait_for
+from redis_monitor import RedisMonitor
 from upstreams import FaultyUpstream, offline_keys
 
 from asu import redis_keys
@@ -175,31 +176,6 @@ def test_a_worker_host_cut_off_mid_build(site, cut):
         site.start_workers(host, 1)
 
 
-class Monitor(threading.Thread):
-    """Redis's MONITOR, read on the server's network: every command with the
-    address of the client that sent it."""
-
-    def __init__(self, site: Site) -> None:
-        super().__init__()
-        self.site = site
-        self.commands: list[tuple[str, str]] = []
-        self.listening = threading.Event()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        with self.site.network.server.entered(), self.site.redis().monitor() as feed:
-            self.listening.set()
-            for command in feed.listen():
-                self.commands.append((command["client_address"], command["command"]))
-                if self.done.is_set():
-                    return
-
-    def stop(self) -> None:
-        self.done.set()
-        self.site.redis().ping()
-        self.join()
-
-
 def test_a_second_janitor_on_a_worker_host_changes_nothing(site, small_tree):
     """While a janitor pass runs on the server, one started on a worker host skips:
     the one command it sends that names a key is its attempt at the lock."""
@@ -215,9 +191,8 @@ def test_a_second_janitor_on_a_worker_host_changes_nothing(site, small_tree):
         site.directory(server),
     )
     wait_until(lambda: connection.exists(lock), "the first janitor's lock", first)
-    monitor = Monitor(site)
+    monitor = RedisMonitor(site.redis, site.network.server.entered)
     monitor.start()
-    monitor.listening.wait(10)
     second = worker_host.run(
         flask_command("janitor", "update"),
         site.environ(worker_host) | {"ASU_UPSTREAM_URL": slow.url},

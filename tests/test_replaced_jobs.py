@@ -6,46 +6,16 @@ No worker runs here: the jobs stay queued."""
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 from clients import X86_APK, post
+from redis_monitor import RedisMonitor
 from rq.job import JobStatus
 
 from asu import redis_keys
 from asu.queue.build_queue import fetch, get_queue
-
-
-class Monitor(threading.Thread):
-    """Every command Redis runs, in order, while open."""
-
-    #: Sent on closing: the feed has delivered every command before it.
-    END = "ECHO end-of-monitored-commands"
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.commands: list[str] = []
-        self.listening = threading.Event()
-
-    def run(self) -> None:
-        with redis.Redis.from_url(self.url).monitor() as feed:
-            self.listening.set()
-            for command in feed.listen():
-                if command["command"] == self.END:
-                    return
-                self.commands.append(command["command"])
-
-    def __enter__(self) -> Monitor:
-        self.start()
-        self.listening.wait(5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        redis.Redis.from_url(self.url).echo(self.END.split()[1])
-        self.join(5)
 
 
 @pytest.fixture
@@ -64,11 +34,11 @@ def cancelled_build(live_server: str, connection: redis.Redis) -> str:
 def test_the_new_job_replaces_the_old_in_one_transaction(live_server, redis_url):
     connection = redis.Redis.from_url(redis_url)
     request_hash = cancelled_build(live_server, connection)
-    with Monitor(redis_url) as monitor:
+    with RedisMonitor(lambda: redis.Redis.from_url(redis_url)) as monitor:
         again = post(live_server, X86_APK)
     assert again.status_code == 202 and again.json()["detail"] == "queued"
     key = f"rq:job:{request_hash}"
-    commands = monitor.commands
+    commands = [command for _, command in monitor.commands]
     (deleted,) = [i for i, c in enumerate(commands) if c.startswith(f"DEL {key} ")]
     begun = max(i for i, c in enumerate(commands[:deleted]) if c == "MULTI")
     ended = deleted + commands[deleted:].index("EXEC")
