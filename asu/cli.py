@@ -10,7 +10,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from rq import Worker
 
-from asu import job_store
+from asu import build_runs, job_store
 from asu.local.parent_death import die_with_parent
 from asu.queue.build_queue import get_queue
 
@@ -29,6 +29,7 @@ class BuildWorker(Worker):
 
     def main_work_horse(self, job, queue) -> None:
         die_with_parent(self.worker_pid)
+        os.environ[build_runs.WORK_HORSE] = "1"
         super().main_work_horse(job, queue)
 
 

@@ -115,6 +115,12 @@ def answer(request_hash: str) -> str:
     return f"{PREFIX}:answer:{request_hash}"
 
 
+def build_run(request_hash: str) -> str:
+    """String: the run of a build that may publish it, set by the worker that
+    starts it and deleted when its job is replaced (:mod:`asu.build_runs`)."""
+    return f"{PREFIX}:run:{request_hash}"
+
+
 def image(image_hash: str) -> str:
     """The request hash of the build that made the image with this sha256."""
     return f"{PREFIX}:image:{image_hash}"

@@ -19,9 +19,10 @@ from clients import X86_APK, explain, post, wait_for
 from conftest import restore
 from rq import Worker
 from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
 from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_target
 
-from asu import distributions, upstream
+from asu import distributions, job_store, redis_keys, upstream
 from asu.config import environ_for, load_config
 from asu.local.services import (
     flask_command,
@@ -121,6 +122,51 @@ class TestKilledWorker:
             self.assert_interrupted_then_rebuilt(live_server, request_hash, app_config)
         finally:
             stop(replacement)
+
+
+class TestASupersededRun:
+    """A worker back from being cut off still runs a build that meanwhile counted
+    as interrupted and was asked for again: its run stops at its next step and
+    writes nothing, not over the new job, its answer or its images."""
+
+    @pytest.fixture
+    def app_config(self, app_config, slow_upstream):
+        return app_config | {"upstream_url": slow_upstream.url}
+
+    def test_the_old_run_leaves_everything_to_the_new_job(
+        self, live_server, worker, app_config, tmp_path
+    ):
+        connection = redis.Redis.from_url(app_config["redis_url"])
+        request_hash = post(live_server, X86_APK).json()["request_hash"]
+        poll_until(live_server, request_hash, lambda a: a.get("stage") == "make_image")
+        # What a client polling the build writes once its worker's heartbeats stop.
+        running = job_store.fetch(connection, request_hash)
+        with connection.pipeline() as pipe:
+            record_job_failure(running, "abandoned", pipe)
+            pipe.execute()
+        assert poll(live_server, request_hash)["detail"] == INTERRUPTED
+        assert post(live_server, X86_APK).json()["detail"] == "queued"
+        log = tmp_path / "worker.log"
+        ends = ("this run stops", f"built {request_hash}")
+        wait_until(lambda: any(e in log.read_text() for e in ends), "the old run's end")
+        # The worker is free again and the new job untouched: queued, or started
+        # by the same worker since.
+        job = job_store.fetch(connection, request_hash)
+        assert job.get_status() in (JobStatus.QUEUED, JobStatus.STARTED)
+        assert "detail" not in job.meta and "stage_seconds" not in job.meta
+        store = Path(app_config["public_path"]) / "store"
+        assert not (store / request_hash).exists()
+
+        done = wait_for(live_server, X86_APK)
+        assert done.status_code == 200, explain(done)
+        for image in done.json()["images"]:
+            url = f"{live_server}/store/{request_hash}/{image['name']}"
+            data = requests.get(url, timeout=10).content
+            assert hashlib.sha256(data).hexdigest() == image["sha256"]
+        totals = connection.hgetall(redis_keys.stats_totals())
+        assert int(totals[b"builds:succeeded"]) == 1, "the old run counted"
+        assert b"builds:failed" not in totals
+        assert not list((Path(app_config["cache_path"]) / "jobs").iterdir())
 
 
 def test_a_build_being_stored_is_never_served_and_left_ones_are_cleaned(

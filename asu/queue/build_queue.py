@@ -19,7 +19,7 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 
-from asu import answers, job_store, stats
+from asu import answers, build_runs, job_store, stats
 from asu.build_request import REQUEST_HASH, BuildRequest, RequestError
 from asu.config import Config
 from asu.queue.abandoned_jobs import HEARTBEAT_META, fail_if_abandoned
@@ -172,6 +172,7 @@ def _replace(
         pipe.multi()
         stale.delete(pipeline=pipe)
         answers.forget(pipe, stale.id)
+        build_runs.revoke(pipe, stale.id)
         job = _enqueue(queue, config, request, pipe)
         pipe.execute()
     return job

@@ -36,7 +36,15 @@ from pathlib import Path
 from rq import get_current_job
 from rq.job import Job
 
-from asu import answers, cached_builds, distributions, image_index, stats, upstream
+from asu import (
+    answers,
+    build_runs,
+    cached_builds,
+    distributions,
+    image_index,
+    stats,
+    upstream,
+)
 from asu.build_request import BuildRequest
 from asu.config import Config, load_config
 from asu.formats import apk_index, usign
@@ -229,16 +237,39 @@ class StageClock:
 
 @stats.counted_build
 def build(request: dict) -> dict:
-    """The RQ job: build the image ``request`` asks for and return the result."""
+    """The RQ job: build the image ``request`` asks for and return the result.
+
+    A run whose job was replaced meanwhile (:mod:`asu.build_runs`) stops and
+    writes nothing more; in a work horse it exits cleanly, the one way RQ leaves
+    the job, now the new one's, alone.
+    """
     rq_job = get_current_job()
+    try:
+        return _attempt(request, rq_job)
+    except build_runs.Superseded as superseded:
+        log.warning("%s: this run stops and its result is dropped", superseded)
+        if os.environ.get(build_runs.WORK_HORSE):
+            os._exit(0)
+        raise
+
+
+def _attempt(request: dict, rq_job: Job | None) -> dict:
     config = load_config()
     build_request = BuildRequest.from_dict(request)
     clock = StageClock()
+    if rq_job is not None:
+        seconds = rq_job.timeout or config.job_timeout
+        token = build_runs.claim(rq_job.connection, rq_job.id, seconds)
+
+    def still_ours() -> None:
+        if rq_job is not None:
+            build_runs.check(rq_job.connection, rq_job.id, token)
 
     def report(stage: str) -> None:
         clock.enter(stage)
         if rq_job is None:
             return
+        still_ours()
         rq_job.meta["imagebuilder_status"] = STAGES[stage]
         rq_job.meta["stage"] = stage
         rq_job.meta.setdefault("started_at", time.time())
@@ -257,11 +288,13 @@ def build(request: dict) -> dict:
             clock.summary(),
         )
         if rq_job is not None:
+            still_ours()
             _record_failure(rq_job, error, clock, config)
         raise
     clock.stop()
     log.info("built %s; seconds per stage: %s", build_request.hash, clock.summary())
     if rq_job is not None:
+        still_ours()
         _record_result(rq_job, result, clock, config, build_request)
     return result
 
