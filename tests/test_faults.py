@@ -131,7 +131,11 @@ class TestASupersededRun:
 
     @pytest.fixture
     def app_config(self, app_config, slow_upstream):
-        return app_config | {"upstream_url": slow_upstream.url}
+        # Heartbeats every second: the old run's worker beats while it lasts.
+        return app_config | {
+            "upstream_url": slow_upstream.url,
+            "worker_heartbeat_interval": 1,
+        }
 
     def test_the_old_run_leaves_everything_to_the_new_job(
         self, live_server, worker, app_config, tmp_path
@@ -141,6 +145,8 @@ class TestASupersededRun:
         poll_until(live_server, request_hash, lambda a: a.get("stage") == "make_image")
         # What a client polling the build writes once its worker's heartbeats stop.
         running = job_store.fetch(connection, request_hash)
+        executions = {e.composite_key for e in running.get_executions()}
+        assert executions
         with connection.pipeline() as pipe:
             record_job_failure(running, "abandoned", pipe)
             pipe.execute()
@@ -149,6 +155,14 @@ class TestASupersededRun:
         log = tmp_path / "worker.log"
         ends = ("this run stops", f"built {request_hash}")
         wait_until(lambda: any(e in log.read_text() for e in ends), "the old run's end")
+        # The old run's record is gone: RQ's clean-up cannot take it for an
+        # abandoned run and fail the new job.
+        registry = running.started_job_registry.key
+
+        def recorded() -> set[str]:
+            return {m.decode() for m in connection.zrange(registry, 0, -1)}
+
+        wait_until(lambda: not executions & recorded(), "the old run's record gone")
         # The worker is free again and the new job untouched: queued, or started
         # by the same worker since.
         job = job_store.fetch(connection, request_hash)
