@@ -14,7 +14,7 @@ from clients import X86_APK, post
 from redis_monitor import RedisMonitor
 from rq.job import JobStatus
 
-from asu import redis_keys
+from asu import redis_keys, stats
 from asu.queue.build_queue import fetch, get_queue
 
 
@@ -49,9 +49,9 @@ def test_the_new_job_replaces_the_old_in_one_transaction(live_server, redis_url)
 def counted(connection: redis.Redis) -> dict[str, int]:
     """The request counters of the statistics and the client's count of new
     builds, as they are now."""
-    totals = connection.hgetall(redis_keys.stats_totals())
+    totals = stats.totals(connection)
     names = ("requests", "requests:miss", "requests:joined")
-    counts = {name: int(totals.get(name.encode(), 0)) for name in names}
+    counts = {name: totals.get(name, 0) for name in names}
     charged = connection.get(redis_keys.client_builds("127.0.0.1"))
     return counts | {"new builds of the client": int(charged or 0)}
 
