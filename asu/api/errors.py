@@ -61,22 +61,23 @@ def headers_of(error: RequestError) -> dict[str, str]:
     return headers
 
 
-def error_response(status: int, detail: str, headers: dict | None = None, **extra):
-    """The JSON body every API error carries, with its HTTP status."""
-    response = jsonify({"status": status, "detail": detail, **extra})
+def _answer(body: dict, status: int, headers: dict | None = None) -> Response:
+    response = jsonify(body)
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+def error_response(status: int, detail: str, headers: dict | None = None, **extra):
+    """The JSON body every API error carries, with its HTTP status."""
+    return _answer({"status": status, "detail": detail, **extra}, status, headers)
 
 
 def refusal(error: RequestError, body: Callable[[int, str], dict]) -> Response:
     """The answer refusing a request: ``body(status, detail)``, the shape of the
     API generation that refuses it, with the status and headers saying why."""
     status = status_of(error)
-    response = jsonify(body(status, error.detail))
-    response.status_code = status
-    response.headers.update(headers_of(error))
-    return response
+    return _answer(body(status, error.detail), status, headers_of(error))
 
 
 def register(app: Flask) -> None:
@@ -95,9 +96,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RequestError)
     def refused(error: RequestError):
-        return refusal(
-            error, lambda status, detail: {"status": status, "detail": detail}
-        )
+        return error_response(status_of(error), error.detail, headers_of(error))
 
     @app.errorhandler(redis.RedisError)
     def backend_down(error: redis.RedisError):
