@@ -40,7 +40,7 @@ def check(connection: Redis, request_hash: str, token: str) -> None:
         raise Superseded(f"build {request_hash} was taken over by a new job")
 
 
-def revoke(connection, request_hash: str) -> None:
+def revoke(connection: Redis, request_hash: str) -> None:
     """Take the build away from the run holding it (``connection`` may be a
     pipeline: in the transaction that replaces the job)."""
     connection.delete(redis_keys.build_run(request_hash))

@@ -122,7 +122,7 @@ def admit_in_flight(
     limit = config.max_client_builds_in_flight
     if limit <= 0:
         return
-    in_flight = _in_flight_script(connection)(
+    in_flight = _script(connection, _IN_FLIGHT)(
         keys=[redis_keys.client_in_flight(client)],
         args=[
             Job.redis_job_namespace_prefix,
@@ -144,7 +144,7 @@ def admit_in_flight(
 def refund_new_build(connection: Redis, client: str) -> None:
     """Take back one new build counted for ``client``: another request's build of
     the same hash is the one that runs. Nothing when its window has ended."""
-    connection.eval(_REFUND, 1, redis_keys.client_builds(client))
+    _script(connection, _REFUND)(keys=[redis_keys.client_builds(client)])
 
 
 def release_in_flight(connection: Redis, client: str, request_hash: str) -> None:
@@ -153,5 +153,6 @@ def release_in_flight(connection: Redis, client: str, request_hash: str) -> None
 
 
 @functools.cache
-def _in_flight_script(connection: Redis) -> Script:
-    return connection.register_script(_IN_FLIGHT)
+def _script(connection: Redis, source: str) -> Script:
+    """``source`` registered once per connection (sent again only if Redis lost it)."""
+    return connection.register_script(source)
