@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the Debian packages the server and its ImageBuilders need (and, with
 # the argument "test" or "bench", what the tests or the benchmarks need too), when
-# they are missing and we may (root). Safe to run again: it installs nothing when everything is there.
+# they are missing and we may (root). Safe to run again: it installs nothing when
+# everything is there.
 set -eu
 
 need=""
