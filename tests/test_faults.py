@@ -17,7 +17,6 @@ import redis
 import requests
 from clients import X86_APK, explain, post, wait_for
 from conftest import restore
-from rq import Worker
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_target
@@ -25,10 +24,9 @@ from upstreams import X86, FaultyUpstream, copy_tree, repack, replace_make_targe
 from asu import distributions, job_store, stats, upstream
 from asu.config import environ_for, load_config
 from asu.local.services import (
-    flask_command,
     free_port,
-    spawn,
     start_redis,
+    start_worker,
     stop,
     wait_until,
 )
@@ -44,8 +42,11 @@ def children(pid: int) -> list[int]:
         return [int(child) for child in handle.read().split()]
 
 
-def start_worker(app_config: dict, log: Path) -> subprocess.Popen:
-    return spawn(flask_command("worker"), log, environ_for(app_config), log.parent)
+def second_worker(app_config: dict, directory: Path) -> subprocess.Popen:
+    """Another RQ worker, once it listens (its log ``directory/worker2.log``)."""
+    env = environ_for(app_config)
+    log = directory / "worker2.log"
+    return start_worker(app_config["redis_url"], env, directory, log)
 
 
 def poll(base: str, request_hash: str) -> dict:
@@ -117,7 +118,7 @@ class TestKilledWorker:
         self, live_server, worker, app_config, tmp_path
     ):
         request_hash = self.kill_during_make_image(live_server, worker, True)
-        replacement = start_worker(app_config, tmp_path / "worker2.log")
+        replacement = second_worker(app_config, tmp_path)
         try:
             self.assert_interrupted_then_rebuilt(live_server, request_hash, app_config)
         finally:
@@ -399,10 +400,9 @@ class TestRace:
     def test_one_download_and_both_builds(
         self, live_server, worker, app_config, slow_download, tmp_path
     ):
-        second = start_worker(app_config, tmp_path / "worker2.log")
+        second = second_worker(app_config, tmp_path)
         try:
             connection = redis.Redis.from_url(app_config["redis_url"])
-            wait_until(lambda: Worker.count(connection=connection) == 2, "2 workers")
             bodies = [X86_APK | {"packages": [name]} for name in ("htop", "nano")]
             hashes = [post(live_server, body).json()["request_hash"] for body in bodies]
             results = [wait_for(live_server, body) for body in bodies]
